@@ -150,7 +150,8 @@ def _landmarks(image: np.ndarray) -> np.ndarray:
 
     detector, predictor = _dlib_models()
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    boxes = detector(gray, 1)
+    # Upsampling only when needed: a 512 px photograph's face is found at native size.
+    boxes = detector(gray, 0) or detector(gray, 1)
     if boxes:
         box = max(boxes, key=lambda b: b.area())
     else:
@@ -291,6 +292,11 @@ _MIRROR = np.array(
 # --------------------------------------------------------------------------------------------
 
 
+def _interocular(landmarks: np.ndarray) -> float:
+    """Distance between the eye centres: the face's own length unit."""
+    return float(np.linalg.norm(landmarks[36:42].mean(0) - landmarks[42:48].mean(0))) or 1.0
+
+
 def au_field(landmarks: np.ndarray, aus: Sequence[str], size: int) -> np.ndarray:
     """Apex displacement field (size, size, 2) of an AU combination, peak magnitude 1 px.
 
@@ -301,7 +307,7 @@ def au_field(landmarks: np.ndarray, aus: Sequence[str], size: int) -> np.ndarray
     up = up / (np.linalg.norm(up) or 1.0)
     right = np.array([-up[1], up[0]], np.float32)  # image-right axis of the face
     midline = landmarks[[27, 30, 33, 51, 57, 8]].mean(axis=0)
-    iod = float(np.linalg.norm(landmarks[36:42].mean(0) - landmarks[42:48].mean(0))) or 1.0
+    iod = _interocular(landmarks)
     centres, vectors, sigmas = [], [], []
     for au in aus:
         side = au[0] if au[:1] in ("R", "L") else None
@@ -314,7 +320,7 @@ def au_field(landmarks: np.ndarray, aus: Sequence[str], size: int) -> np.ndarray
                 if side == "R" and lateral > 0 or side == "L" and lateral < 0:
                     continue
                 outward = right * (np.sign(lateral) if abs(lateral) > 1e-3 else 0.0)
-                vec = (outward * part.outward - up * part.up) / norm  # image y points down
+                vec = (outward * part.outward + up * part.up) / norm
                 centres.append(centre)
                 vectors.append(vec)
                 sigmas.append(part.sigma * iod)
@@ -347,7 +353,8 @@ class MotionParams:
     rise / fall: onset->apex and apex->offset durations in seconds, drawn per clip.
     lead / tail: neutral time before onset and after offset, seconds.
     drift: head translation over the clip, px (0 = still head).
-    blink_prob: chance of one blink (AU45, 100-150 ms, 1.5 px) per clip.
+    blink_prob: chance of one blink per clip (AU45: upper lids down by 0.15 x the
+        inter-ocular distance over 100-150 ms, anywhere in the clip).
     noise: sensor noise standard deviation, grey levels.
     flicker: illumination flicker amplitude, fraction of brightness.
     """
@@ -421,7 +428,7 @@ def _plan(
         length = max(2, round(rng.uniform(0.10, 0.15) * fps))
         start = int(rng.integers(0, max(1, n - length)))
         blink_profile = temporal_profile(n, start, start + length // 2, start + length)
-    blink = au_field(subject.landmarks, ("45",), size) * 1.5
+    blink = au_field(subject.landmarks, ("45",), size) * 0.15 * _interocular(subject.landmarks)
     phase, hz = rng.uniform(0, 2 * np.pi), rng.uniform(1.0, 10.0)
     gain = 1.0 + params.flicker * np.sin(2 * np.pi * hz * np.arange(n) / fps + phase)
     profile = temporal_profile(n, onset, apex, offset)
@@ -546,13 +553,15 @@ def _minmax(channel: np.ndarray) -> np.ndarray:
 
 
 def flow_image(onset: np.ndarray, apex: np.ndarray, size: int = 28) -> np.ndarray:
-    """u / v / strain image (BGR order: u, v, strain), each channel min-max to 0..255,
-    from TV-L1 between two BGR frames, resized to ``size``."""
+    """u / v / strain image (BGR order: u, v, strain) from TV-L1 between two BGR frames,
+    resized to ``size`` and then min-max normalised per channel to 0..255, so that each channel
+    spans the full range like the composite's STSNet_whole_norm_u_v_os images."""
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
     gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (onset, apex)]
     flow = tvl1.calc(gray[0], gray[1], None)
-    image = np.dstack([_minmax(flow[..., 0]), _minmax(flow[..., 1]), _minmax(optical_strain(flow))])
-    image = cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    maps = np.dstack([flow, optical_strain(flow)]).astype(np.float32)
+    maps = cv2.resize(maps, (size, size), interpolation=cv2.INTER_AREA)
+    image = np.dstack([_minmax(maps[..., k]) for k in range(3)])
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
@@ -563,7 +572,7 @@ def synthetic_flow_images(
     size: int = 28,
     classes: Sequence[str] = ("negative", "positive", "surprise"),
     faces: str | Path | None = None,
-    face_size: int = 64,
+    face_size: int = 48,
     **motion,
 ) -> list[tuple[str, str, str, np.ndarray]]:
     """(subject id ``s01``, clip id ``s01_03``, class, u/v/strain image) like the composite's
