@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -37,3 +39,83 @@ def datasets_list() -> None:
     for name, description in datasets.names().items():
         table.add_row(name, description)
     console.print(table)
+
+
+def _option_value(text: str) -> object:
+    """``true``/``false``/``none`` and integers as such; anything else stays text."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _reader_options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs -> reader keyword arguments; dotted keys nest
+    (``columns.emotion=Emotion`` -> ``columns={"emotion": "Emotion"}``)."""
+    options: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE")
+        *parents, leaf = key.split(".")
+        target = options
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = _option_value(value)
+    return options
+
+
+@datasets_app.command("check")
+def datasets_check(
+    name: Annotated[str, typer.Argument(help="reader name (see `microexpr datasets list`)")],
+    path: Annotated[str, typer.Argument(help="the database folder, as distributed")],
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="reader option KEY=VALUE, e.g. sheet=my.xlsx, columns.emotion=Emotion, "
+            "modality=VIS (repeatable)",
+        ),
+    ] = None,
+    images: Annotated[str, typer.Option(help="decode frames: all, keyframes or none")] = "all",
+    show: Annotated[int, typer.Option(help="repairs and notes to list (all errors are)")] = 50,
+) -> None:
+    """Read a database and list counts per class, subject and database, and every problem
+    (file, row, reason). Exits with 1 when a row or file could not be read."""
+    from microexpr.datasets.report import check
+    from microexpr.labels import FOR_DATASET
+
+    result = check(name, path, verify_images=images, **_reader_options(option or []))
+    samples, report = result.samples, result.report
+    console.print(
+        f"[bold]{name}[/bold]: {len(samples)} samples, {len(result.counts('subject'))} subjects"
+    )
+    for title, counts in (
+        ("database", result.counts("dataset")),
+        ("label", result.counts("label")),
+    ):
+        table = Table(title, "samples")
+        for key, count in counts.items():
+            table.add_row(key, str(count))
+        console.print(table)
+    for taxonomy in FOR_DATASET.get(name, ()):
+        counts = result.taxonomy_counts(taxonomy)
+        listing = ", ".join(f"{c} {n}" for c, n in counts.items())
+        console.print(f"{taxonomy}: {sum(counts.values())} samples ({listing})", markup=False)
+    subjects = result.counts("subject")
+    console.print("subjects: " + ", ".join(f"{s} {n}" for s, n in subjects.items()), markup=False)
+    errors = report.errors
+    others = [p for p in report.problems if p.kind != "error"]
+    for problem in errors + others[:show]:
+        console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    if len(others) > show:
+        console.print(f"... {len(others) - show} more repairs and notes (--show N)")
+    console.print(
+        f"{len(errors)} errors, {len(report.of_kind('repair'))} repairs, "
+        f"{len(report.of_kind('note'))} notes"
+    )
+    if errors:
+        raise typer.Exit(1)

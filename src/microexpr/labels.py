@@ -95,6 +95,55 @@ TAXONOMIES: dict[str, Taxonomy] = {
         "ck-8",
         ("neutral", "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"),
     ),
+    # SAMM 3-class: the composite's grouping of SAMM's own emotions, Other dropped.
+    "samm-3": Taxonomy(
+        "samm-3",
+        ("negative", "positive", "surprise"),
+        {
+            **dict.fromkeys(("anger", "contempt", "disgust", "fear", "sadness"), "negative"),
+            "happiness": "positive",
+        },
+    ),
+    # CAS(ME)^3 part A (Li et al., TPAMI 2022): 7 emotions; 4 = negative/positive/surprise/
+    # others; 3 = negative/positive/surprise.
+    "casme3-7": Taxonomy(
+        "casme3-7",
+        ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "others"),
+    ),
+    "casme3-4": Taxonomy(
+        "casme3-4",
+        ("negative", "positive", "surprise", "others"),
+        {
+            **dict.fromkeys(("anger", "disgust", "fear", "sadness"), "negative"),
+            "happiness": "positive",
+        },
+    ),
+    "casme3-3": Taxonomy(
+        "casme3-3",
+        ("negative", "positive", "surprise"),
+        {
+            **dict.fromkeys(("anger", "disgust", "fear", "sadness"), "negative"),
+            "happiness": "positive",
+        },
+    ),
+    "mmew-7": Taxonomy(
+        "mmew-7",
+        ("happiness", "anger", "surprise", "disgust", "fear", "sadness", "others"),
+    ),
+}
+
+# The taxonomies that apply to each database reader, for `microexpr datasets check` counts.
+FOR_DATASET: dict[str, tuple[str, ...]] = {
+    "casme2": ("casme2-5", "casme2-3", "casme2-7"),
+    "samm": ("samm-5", "samm-3"),
+    "smic": ("smic-3",),
+    "casme": ("casme-4",),
+    "casme3": ("casme3-7", "casme3-4", "casme3-3"),
+    "mmew": ("mmew-7",),
+    "fer2013": ("fer-7",),
+    "ckplus": ("ck-7", "ck-8"),
+    "composite": ("composite3",),
+    "flow_images": ("composite3",),
 }
 
 

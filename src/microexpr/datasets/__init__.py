@@ -1,6 +1,17 @@
 """Database readers (one module each) behind one registry."""
 
-from microexpr.datasets import flow_images  # noqa: F401  (registers readers)
+from microexpr.datasets import (  # noqa: F401  (each module registers its reader)
+    casme,
+    casme2,
+    casme3,
+    ckplus,
+    composite,
+    fer2013,
+    flow_images,
+    mmew,
+    samm,
+    smic,
+)
 from microexpr.datasets.errors import DataError
 from microexpr.datasets.registry import load, names, register
 

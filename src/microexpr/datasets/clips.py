@@ -1,0 +1,404 @@
+"""Clip folders -> Samples: frame listing, onset/apex/offset as indices, image checks.
+
+Shared by every reader of a database that codes clips in a sheet (CASME, CASME II, SAMM,
+CAS(ME)^3, MMEW) through :class:`CodedSheet`, and by the SMIC and CK+ readers through the
+frame and timing helpers. The documented repairs all live here, so every database makes the
+same ones and docs/datasets.md lists them once:
+
+* frames are ordered by the last number in their file name (img2 before img10), whatever
+  the padding; two files with the same number are an error;
+* a key frame missing on disk but inside the clip's frame range -> the nearest frame;
+* a folder numbered 1..N while the sheet gives absolute numbers, with N = offset-onset+1 ->
+  the folder is taken as onset..offset;
+* apex not coded (``/``, ``\\``, empty) -> middle of onset..offset (``meta["apex_source"]``);
+* offset 0 ("not coded", as in SAMM-LV and CAS(ME)^3) -> the apex (as MEAN's loader does);
+* apex equal to onset or offset is kept and noted; apex outside onset..offset, offset before
+  onset, or a frame outside the folder's range are errors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+
+from microexpr.datasets.errors import DataError
+from microexpr.datasets.report import Report
+from microexpr.datasets.sheets import (
+    Emotions,
+    Record,
+    canonical_id,
+    find_dir,
+    find_file,
+    parse_aus,
+    read_table,
+)
+from microexpr.samples import Sample
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+VerifyImages = Literal["none", "keyframes", "all"]
+
+
+def frame_number(path: Path) -> int | None:
+    """The frame number in a file name: its last run of digits (``reg_img46`` -> 46,
+    ``006_05562`` -> 5562, ``S005_001_00000011`` -> 11)."""
+    digits = re.findall(r"\d+", path.stem)
+    return int(digits[-1]) if digits else None
+
+
+@dataclass(frozen=True)
+class FrameList:
+    """A clip folder's images in numeric order, with their frame numbers."""
+
+    folder: Path
+    paths: tuple[Path, ...]
+    numbers: tuple[int, ...]
+
+    @classmethod
+    def scan(cls, folder: Path, where: Record | None = None) -> FrameList:
+        """Images of ``folder`` sorted by frame number (directory order is arbitrary)."""
+
+        def error(reason: str) -> DataError:
+            if where is not None:
+                return where.error(f"{folder}: {reason}")
+            return DataError(folder, reason)
+
+        if not folder.is_dir():
+            raise error("clip folder not found")
+        numbered = []
+        for path in folder.iterdir():
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+                continue
+            number = frame_number(path)
+            if number is None:
+                raise error(f"image {path.name!r} has no frame number in its name")
+            numbered.append((number, path.name, path))
+        if not numbered:
+            raise error("no images in the clip folder")
+        numbered.sort()
+        for (a, name_a, _), (b, name_b, _) in zip(numbered, numbered[1:], strict=False):
+            if a == b:
+                raise error(f"{name_a!r} and {name_b!r} have the same frame number {a}")
+        return cls(folder, tuple(p for _, _, p in numbered), tuple(n for n, _, _ in numbered))
+
+    def gaps(self) -> list[int]:
+        """Frame numbers missing between the first and the last."""
+        present = set(self.numbers)
+        return [n for n in range(self.numbers[0], self.numbers[-1] + 1) if n not in present]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Onset, apex and offset as indices into a FrameList, and where the apex came from."""
+
+    onset: int
+    apex: int
+    offset: int
+    apex_source: str  # "sheet" or "middle"
+
+
+def _index(frames: FrameList, number: int, role: str, record: Record, report: Report) -> int | None:
+    """Index of frame ``number``; the nearest frame when it is missing inside the range."""
+    numbers = frames.numbers
+    if number in numbers:
+        return numbers.index(number)
+    if not numbers[0] <= number <= numbers[-1]:
+        return None
+    nearest = min(range(len(numbers)), key=lambda i: (abs(numbers[i] - number), numbers[i]))
+    report.repair(
+        record.file,
+        record.row,
+        f"{role} frame {number} missing in {frames.folder}; used frame {numbers[nearest]}",
+    )
+    return nearest
+
+
+def locate(
+    frames: FrameList,
+    onset: int | None,
+    apex: int | None,
+    offset: int | None,
+    record: Record,
+    report: Report,
+    why_no_apex: str | None = "apex not coded",
+) -> Timing:
+    """Sheet frame numbers -> indices into ``frames`` with the documented repairs.
+
+    ``why_no_apex``: the reason reported with the middle-of-clip repair (None: the caller
+    reports it once for the whole database, as for SMIC).
+    """
+    if onset is None:
+        raise record.error("onset not coded")
+    if offset == 0 and apex is not None and apex > 0:
+        report.repair(
+            record.file, record.row, f"offset 0 (not coded): offset set to the apex {apex}"
+        )
+        offset = apex
+    if offset is None or offset == 0:
+        raise record.error("offset not coded and no apex to stand in for it")
+    if offset < onset:
+        raise record.error(f"offset {offset} before onset {onset}")
+    if apex is not None and not onset <= apex <= offset:
+        raise record.error(f"apex {apex} outside onset..offset {onset}..{offset}")
+
+    numbers = frames.numbers
+    inside = numbers[0] <= onset <= numbers[-1] and numbers[0] <= offset <= numbers[-1]
+    if not inside and len(numbers) == offset - onset + 1:
+        report.repair(
+            record.file,
+            record.row,
+            f"{frames.folder} holds frames {numbers[0]}..{numbers[-1]} but the sheet gives "
+            f"onset..offset {onset}..{offset}: its {len(numbers)} frames taken as onset..offset",
+        )
+        on, off = 0, len(numbers) - 1
+        ap = None if apex is None else apex - onset
+    else:
+        idx = {
+            role: None if n is None else _index(frames, n, role, record, report)
+            for role, n in (("onset", onset), ("apex", apex), ("offset", offset))
+        }
+        for role, n in (("onset", onset), ("apex", apex), ("offset", offset)):
+            if n is not None and idx[role] is None:
+                raise record.error(
+                    f"{role} frame {n} is outside the frames on disk "
+                    f"({numbers[0]}..{numbers[-1]} in {frames.folder})"
+                )
+        on, ap, off = idx["onset"], idx["apex"], idx["offset"]
+    gaps = [n for n in frames.gaps() if onset <= n <= offset]
+    if gaps and inside:
+        shown = ", ".join(map(str, gaps[:5])) + (" ..." if len(gaps) > 5 else "")
+        report.note(
+            record.file, record.row, f"{len(gaps)} frames missing in onset..offset: {shown}"
+        )
+    source = "sheet"
+    if ap is None:
+        ap = (on + off) // 2
+        source = "middle"
+        if why_no_apex:
+            report.repair(
+                record.file, record.row, f"{why_no_apex}: apex set to the middle of onset..offset"
+            )
+    elif apex in (onset, offset) and onset != offset:
+        which = "onset" if apex == onset else "offset"
+        report.note(record.file, record.row, f"apex equals the {which} ({apex}); kept")
+    return Timing(on, ap, off, source)
+
+
+def check_images(paths: Sequence[Path], record: Record) -> None:
+    """Every path decodes as an image (cv2.imread gives None otherwise)."""
+    for path in paths:
+        if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None:
+            raise record.error(f"cannot read image {path}")
+
+
+def images_to_check(frames: FrameList, timing: Timing, verify: VerifyImages) -> list[Path]:
+    if verify == "all":
+        return list(frames.paths)
+    if verify == "keyframes":
+        return [frames.paths[i] for i in sorted({timing.onset, timing.apex, timing.offset})]
+    return []
+
+
+def make_sample(
+    dataset: str,
+    subject: str,
+    clip: str,
+    label: str,
+    frames: FrameList,
+    timing: Timing,
+    record: Record,
+    report: Report,
+    aus: tuple[str, ...] = (),
+    fps: float | None = None,
+    meta: Mapping[str, str] | None = None,
+    sample_id: str | None = None,
+) -> Sample:
+    """A Sample whose meta names its source row and carries that row's findings."""
+    findings = [p.reason for p in report.about(record.file, record.row) if p.kind != "error"]
+    return Sample(
+        id=sample_id or f"{subject}_{clip}",
+        dataset=dataset,
+        subject=subject,
+        label=label,
+        frames=frames.paths,
+        onset=timing.onset,
+        apex=timing.apex,
+        offset=timing.offset,
+        aus=aus,
+        fps=fps,
+        meta={
+            "clip": clip,
+            "folder": str(frames.folder),
+            "source": f"{record.file}:{record.row}",
+            "apex_source": timing.apex_source,
+            **({"findings": "; ".join(findings)} if findings else {}),
+            **(meta or {}),
+        },
+    )
+
+
+def unique(samples: list[Sample], report: Report) -> list[Sample]:
+    """Drop (or raise on) repeated sample ids, naming both rows."""
+    first: dict[str, Sample] = {}
+    kept = []
+    for sample in samples:
+        if sample.id in first:
+            file, _, row = sample.meta.get("source", "?:").rpartition(":")
+            earlier = first[sample.id].meta.get("source", "?")
+            report.fail(
+                DataError(file, f"duplicate sample {sample.id!r} (first at {earlier})", _int(row))
+            )
+            continue
+        first[sample.id] = sample
+        kept.append(sample)
+    return kept
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+class DirIndex:
+    """Child folders of a folder by canonical id, so ``s1`` on disk matches ``s01`` in a sheet
+    and ``6`` matches ``006``; two folders with the same canonical id are an error."""
+
+    def __init__(self, canonical: Callable[[str], str]):
+        self.canonical = canonical
+        self._cache: dict[Path, dict[str, Path]] = {}
+
+    def find(self, parent: Path, name: str) -> Path | None:
+        if (parent / name).is_dir():
+            return parent / name
+        if parent not in self._cache:
+            index: dict[str, Path] = {}
+            children = sorted(p for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+            for child in children:
+                key = self.canonical(child.name)
+                if key in index:
+                    raise DataError(
+                        parent, f"folders {index[key].name!r} and {child.name!r} are the same id"
+                    )
+                index[key] = child
+            self._cache[parent] = index
+        return self._cache[parent].get(self.canonical(name))
+
+
+# ----------------------------------------------------------------------------- coded sheets
+
+
+class CodedSheet:
+    """A database whose sheet codes one clip per row (subject, clip, onset, apex, offset, AUs,
+    emotion). Subclasses give the names and override the hooks where their database differs."""
+
+    dataset: str = ""
+    fps: float | None = None
+    emotions: frozenset[str] = frozenset()
+    sheet_patterns: tuple[str, ...] = ()
+    frames_dirs: tuple[str, ...] = (".",)
+    roles: Mapping[str, tuple[str, ...]] = {}
+    required: tuple[str, ...] = ("subject", "clip", "onset", "offset", "emotion")
+    key: tuple[str, ...] = ("subject", "clip", "onset")
+    missing_apex: str = "apex not coded"
+    subject_prefix: str = ""  # canonical subject id: prefix + number padded to subject_width
+    subject_width: int = 2
+
+    def __init__(self, report: Report):
+        self.report = report
+        self.subject_dirs = DirIndex(self.subject_id)
+        self.clip_dirs = DirIndex(str.lower)
+
+    # hooks ------------------------------------------------------------------------------
+    def subject_id(self, text: str) -> str:
+        return canonical_id(text, self.subject_prefix, self.subject_width)
+
+    def clip_id(self, text: str, record: Record) -> str:
+        return text
+
+    def clip_folder(self, frames_root: Path, subject: str, clip: str, record: Record) -> Path:
+        """``<frames_root>/<subject>/<clip>``, matching ids in any padding and clip names in
+        any case."""
+        subject_dir = self.subject_dirs.find(frames_root, subject)
+        if subject_dir is None:
+            raise record.error(f"no folder for subject {subject} in {frames_root}")
+        clip_dir = self.clip_dirs.find(subject_dir, clip)
+        if clip_dir is None:
+            raise record.error(f"no folder {clip!r} in {subject_dir}")
+        return clip_dir
+
+    def numbers(self, record: Record) -> tuple[int | None, int | None, int | None]:
+        return record.frame("onset"), record.frame("apex"), record.frame("offset")
+
+    def keep(self, record: Record) -> bool:
+        """False drops a row on purpose (the reader reports how many and why)."""
+        return True
+
+    def meta(self, record: Record) -> dict[str, str]:
+        return {}
+
+    def sample_id(self, subject: str, clip: str, record: Record) -> str:
+        return f"{subject}_{clip}"
+
+    def finish(self, samples: list[Sample], file: Path) -> list[Sample]:
+        return unique(samples, self.report)
+
+    # reading ----------------------------------------------------------------------------
+    def read(
+        self,
+        root: Path,
+        sheet: str | Path | None = None,
+        sheet_name: str | None = None,
+        frames_dir: str | Path | None = None,
+        columns: Mapping[str, str | int] | None = None,
+        verify_images: VerifyImages = "keyframes",
+        fps: float | None = None,
+    ) -> list[Sample]:
+        report = self.report
+        path = find_file(root, sheet, self.sheet_patterns, f"{self.dataset} sheet", report)
+        frames_root = find_dir(root, frames_dir, self.frames_dirs, f"{self.dataset} frames")
+        table = read_table(
+            path, self.roles, self.required, self.key, report, columns, sheet=sheet_name
+        )
+        emotions = Emotions(self.emotions, path)
+        samples = []
+        for record in table.records:
+            if not self.keep(record):
+                continue
+            with report.guard():
+                samples.append(self._sample(record, frames_root, emotions, verify_images, fps))
+        emotions.flush(report)
+        return self.finish(samples, path)
+
+    def _sample(
+        self,
+        record: Record,
+        frames_root: Path,
+        emotions: Emotions,
+        verify: VerifyImages,
+        fps: float | None,
+    ) -> Sample:
+        subject = self.subject_id(record.text("subject"))
+        clip = self.clip_id(record.text("clip"), record)
+        label = emotions(record.text("emotion"), record)
+        onset, apex, offset = self.numbers(record)
+        frames = FrameList.scan(self.clip_folder(frames_root, subject, clip, record), record)
+        timing = locate(frames, onset, apex, offset, record, self.report, self.missing_apex)
+        check_images(images_to_check(frames, timing, verify), record)
+        aus = parse_aus(record.text("aus")) if "aus" in self.roles else ()
+        return make_sample(
+            self.dataset,
+            subject,
+            clip,
+            label,
+            frames,
+            timing,
+            record,
+            self.report,
+            aus=aus,
+            fps=fps or self.fps,
+            meta=self.meta(record),
+            sample_id=self.sample_id(subject, clip, record),
+        )

@@ -1,0 +1,102 @@
+"""MMEW: micro-expression clips filed by emotion, coded in ``MMEW_Micro_Exp.xlsx``.
+
+Layout (FORMATS.md, "MMEW")::
+
+    <root>/MMEW_Micro_Exp.xlsx
+    <root>/Micro_Expression/<emotion>/<Filename>/<n>.jpg
+
+Columns ``Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame, Action Units, Estimated
+Emotion, remarks``. The clip folder is looked up by its name under any emotion folder; when
+that folder's emotion differs from the sheet's, the sheet wins and the report says so. The
+folder names, frame names and 90 fps are unverified (FORMATS.md marks them (U)).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from microexpr.datasets.clips import CodedSheet, VerifyImages
+from microexpr.datasets.errors import DataError
+from microexpr.datasets.registry import register
+from microexpr.datasets.report import Report, reporting
+from microexpr.datasets.sheets import Record
+from microexpr.labels import normalise_emotion
+from microexpr.samples import Sample
+
+FPS = 90.0  # (U)
+EMOTIONS = frozenset({"happiness", "anger", "surprise", "disgust", "fear", "sadness", "others"})
+ROLES = {
+    "subject": ("Subject",),
+    "clip": ("Filename",),
+    "onset": ("OnsetFrame", "Onset Frame", "Onset"),
+    "apex": ("ApexFrame", "Apex Frame", "Apex"),
+    "offset": ("OffsetFrame", "Offset Frame", "Offset"),
+    "aus": ("Action Units", "AU"),
+    "emotion": ("Estimated Emotion", "Emotion"),
+    "remarks": ("remarks", "Notes"),
+}
+
+
+class MmewSheet(CodedSheet):
+    dataset = "mmew"
+    fps = FPS
+    emotions = EMOTIONS
+    roles = ROLES
+    subject_prefix, subject_width = "S", 2
+    sheet_patterns = ("MMEW_Micro_Exp*.xls*", "MMEW*.xls*")
+    frames_dirs = ("Micro_Expression", "Micro-Expression", ".")
+
+    def __init__(self, report: Report):
+        super().__init__(report)
+        self._clips: dict[str, Path] | None = None
+
+    def _index(self, frames_root: Path) -> dict[str, Path]:
+        """Clip folders under every emotion folder, by lower-case name."""
+        if self._clips is None:
+            self._clips = {}
+            for emotion_dir in sorted(p for p in frames_root.iterdir() if p.is_dir()):
+                for clip_dir in sorted(p for p in emotion_dir.iterdir() if p.is_dir()):
+                    key = clip_dir.name.lower()
+                    if key in self._clips:
+                        raise DataError(
+                            frames_root,
+                            f"clip {clip_dir.name!r} is in two emotion folders: "
+                            f"{self._clips[key].parent.name}, {emotion_dir.name}",
+                        )
+                    self._clips[key] = clip_dir
+        return self._clips
+
+    def clip_folder(self, frames_root: Path, subject: str, clip: str, record: Record) -> Path:
+        folder = self._index(frames_root).get(clip.lower())
+        if folder is None:
+            raise record.error(f"no folder {clip!r} under any emotion folder of {frames_root}")
+        folder_emotion = normalise_emotion(folder.parent.name)
+        sheet_emotion = normalise_emotion(record.text("emotion"))
+        if folder_emotion != sheet_emotion:
+            self.report.note(
+                record.file,
+                record.row,
+                f"clip filed under {folder.parent.name!r} but the sheet says "
+                f"{record.text('emotion')!r}; the sheet's emotion is used",
+            )
+        return folder
+
+    def meta(self, record: Record) -> dict[str, str]:
+        remarks = record.cells.get("remarks", "")
+        return {"remarks": remarks} if remarks else {}
+
+
+@register("mmew", "MMEW sheet + Micro_Expression/<emotion>/<clip> frame folders")
+@reporting
+def load_mmew(
+    root: Path,
+    sheet: str | Path | None = None,
+    sheet_name: str | None = None,
+    frames_dir: str | Path | None = None,
+    columns: dict[str, str | int] | None = None,
+    verify_images: VerifyImages = "keyframes",
+    fps: float | None = None,
+    report: Report | None = None,
+) -> list[Sample]:
+    """MMEW micro-expression clips (taxonomy mmew-7)."""
+    return MmewSheet(report).read(root, sheet, sheet_name, frames_dir, columns, verify_images, fps)

@@ -1,0 +1,439 @@
+"""Annotation sheets read as text, whatever the version: xlsx, xls or csv.
+
+Why not ``pandas.read_excel``: it turns the text ``006`` into the number 6, gives a cached
+value or NaN for a formula without saying which, and needs the header row number in advance.
+Here every cell is read as written (numbers without a trailing ``.0``), the header row is found
+by its column names (so a 13-row preamble needs no setting), formulas without a saved value are
+flagged, and each record keeps its Excel row number for messages.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import re
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from microexpr.datasets.errors import DataError
+from microexpr.datasets.report import Report
+from microexpr.labels import normalise_emotion
+
+HEADER_SEARCH_ROWS = 30
+# Cell texts that mean "not coded" in the distributed sheets ("/" CASME II, "\" CASME).
+MISSING = frozenset({"", "/", "\\", "-", "--", "nan", "none", "n/a", "na", "null", "?"})
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One sheet row: 1-based row number as a spreadsheet shows it, cells as text."""
+
+    number: int
+    cells: tuple[str, ...]
+    formulas: Mapping[int, str] = field(default_factory=dict)  # column -> formula, no value
+
+
+def cell_text(value: object) -> str:
+    """Text of a cell value: ints without ``.0``, dates in ISO form, stripped strings."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def _xlsx_rows(path: Path) -> dict[str, list[RawRow]]:
+    import openpyxl
+
+    try:
+        values = openpyxl.load_workbook(path, data_only=True, read_only=True)
+        formulas = openpyxl.load_workbook(path, data_only=False, read_only=True)
+    except Exception as err:  # openpyxl raises many types for a damaged file
+        raise DataError(path, f"cannot open as an Excel workbook ({err})") from err
+    sheets = {}
+    for name in values.sheetnames:
+        rows = []
+        pairs = zip(
+            values[name].iter_rows(values_only=True),
+            formulas[name].iter_rows(values_only=True),
+            strict=False,
+        )
+        for number, (cached, written) in enumerate(pairs, start=1):
+            texts = tuple(cell_text(v) for v in cached)
+            missing_values = {
+                col: str(w)
+                for col, (v, w) in enumerate(zip(cached, written, strict=False))
+                if v is None and isinstance(w, str) and w.startswith("=")
+            }
+            rows.append(RawRow(number, texts, missing_values))
+        sheets[name] = rows
+    values.close()
+    formulas.close()
+    return sheets
+
+
+def _xls_rows(path: Path) -> dict[str, list[RawRow]]:
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(str(path))
+    except Exception as err:  # xlrd raises XLRDError, struct.error, ... for damaged files
+        raise DataError(path, f"cannot open as an Excel 97-2003 workbook ({err})") from err
+    sheets = {}
+    for sheet in book.sheets():
+        rows = []
+        for r in range(sheet.nrows):
+            cells = []
+            for c in range(sheet.ncols):
+                cell = sheet.cell(r, c)
+                if cell.ctype == xlrd.XL_CELL_DATE:
+                    cells.append(cell_text(xlrd.xldate_as_datetime(cell.value, book.datemode)))
+                else:
+                    cells.append(cell_text(cell.value))
+            rows.append(RawRow(r + 1, tuple(cells)))
+        sheets[sheet.name] = rows
+    return sheets
+
+
+def _csv_rows(path: Path) -> dict[str, list[RawRow]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        text = path.read_text(encoding="latin-1")
+    except OSError as err:
+        raise DataError(path, f"cannot read ({err})") from err
+    rows = [
+        RawRow(i, tuple(c.strip() for c in cells))
+        for i, cells in enumerate(csv.reader(text.splitlines()), start=1)
+    ]
+    return {path.stem: rows}
+
+
+def read_sheets(path: Path) -> dict[str, list[RawRow]]:
+    """Every sheet of a workbook (a CSV is one sheet) as rows of text."""
+    if not path.is_file():
+        raise DataError(path, "annotation file not found")
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        return _xlsx_rows(path)
+    if suffix == ".xls":
+        return _xls_rows(path)
+    if suffix in (".csv", ".txt"):
+        return _csv_rows(path)
+    raise DataError(path, f"unsupported annotation file type {suffix!r} (xlsx, xls or csv)")
+
+
+def _key(name: str) -> str:
+    """Header matching ignores case, spaces and punctuation: ``Onset Frame`` = ``OnsetFrame``."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+@dataclass(frozen=True)
+class Record:
+    """One data row: cells by role (``subject``, ``onset``, ...) plus where it came from."""
+
+    file: Path
+    row: int
+    cells: Mapping[str, str]
+    formulas: Mapping[str, str] = field(default_factory=dict)
+
+    def error(self, reason: str) -> DataError:
+        return DataError(self.file, reason, self.row)
+
+    def text(self, role: str) -> str:
+        """Cell text; a formula whose value was never saved is an error, not an empty cell."""
+        if role in self.formulas:
+            raise self.error(
+                f"{role} cell is the formula {self.formulas[role]} with no saved value; "
+                "open and save the sheet in a spreadsheet program"
+            )
+        return self.cells.get(role, "")
+
+    def frame(self, role: str) -> int | None:
+        """Frame number, or None when the cell says "not coded" (``/``, ``\\``, empty)."""
+        text = self.text(role)
+        if text.lower() in MISSING:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not value.is_integer():
+            raise self.error(f"{role} {text!r} is not a frame number")
+        return int(value)
+
+
+@dataclass(frozen=True)
+class Table:
+    file: Path
+    sheet: str
+    header_row: int
+    columns: Mapping[str, int]  # role -> 0-based column
+    records: list[Record]
+
+
+def _resolve_columns(
+    header: Sequence[str],
+    roles: Mapping[str, Sequence[str]],
+    overrides: Mapping[str, str | int],
+) -> dict[str, int]:
+    keys = [_key(h) for h in header]
+    found = {}
+    for role, candidates in roles.items():
+        wanted = overrides.get(role, None)
+        if isinstance(wanted, int):
+            if wanted < len(header):
+                found[role] = wanted
+            continue
+        names = [wanted] if wanted is not None else list(candidates)
+        for name in names:
+            if _key(name) in keys:
+                found[role] = keys.index(_key(name))
+                break
+    return found
+
+
+def read_table(
+    path: Path,
+    roles: Mapping[str, Sequence[str]],
+    required: Collection[str],
+    key: Collection[str],
+    report: Report,
+    columns: Mapping[str, str | int] | None = None,
+    sheet: str | None = None,
+) -> Table:
+    """The coded rows of an annotation file.
+
+    ``roles`` maps each role to the header names the known sheet versions use; ``columns``
+    (user) overrides a role with another header name or a 0-based column number. The header
+    is the first row, within the first 30 of a sheet, naming every ``required`` role; rows
+    above it are a preamble (reported). A record has every ``key`` role filled; blank rows are
+    skipped, text rows after the last record are reported and skipped, and a part-filled row
+    before it is an error.
+    """
+    overrides = dict(columns or {})
+    unknown = set(overrides) - set(roles)
+    if unknown:
+        raise ValueError(f"unknown column roles {sorted(unknown)}; roles are {sorted(roles)}")
+    sheets = read_sheets(path)
+    if sheet is not None and sheet not in sheets:
+        raise DataError(path, f"no sheet {sheet!r}; sheets are {list(sheets)}")
+    first_rows = []
+    for name in [sheet] if sheet is not None else list(sheets):
+        rows = sheets[name]
+        for i, raw in enumerate(rows[:HEADER_SEARCH_ROWS]):
+            found = _resolve_columns(raw.cells, roles, overrides)
+            if set(required) <= set(found):
+                return _table(path, name, rows, i, found, key, report)
+        first_rows += [r.cells for r in rows if any(r.cells)][:1]
+    wanted = {r: overrides.get(r, "/".join(map(str, roles[r][:3]))) for r in sorted(required)}
+    raise DataError(
+        path,
+        f"no header row naming the columns {wanted} in the first {HEADER_SEARCH_ROWS} rows of "
+        f"{'sheet ' + repr(sheet) if sheet else 'any sheet'}; first rows seen: "
+        f"{[list(c) for c in first_rows]}; pass columns={{role: header}} to name them",
+    )
+
+
+def _table(
+    path: Path,
+    sheet: str,
+    rows: list[RawRow],
+    header_index: int,
+    columns: dict[str, int],
+    key: Collection[str],
+    report: Report,
+) -> Table:
+    header = rows[header_index]
+    if any(any(r.cells) for r in rows[:header_index]):
+        report.note(
+            path,
+            header.number,
+            f"sheet {sheet!r}: header on row {header.number}; the preamble above it skipped",
+        )
+    formula_columns = sorted({c for r in rows for c in r.formulas})
+    for col in formula_columns:
+        name = header.cells[col] if col < len(header.cells) else f"column {col + 1}"
+        report.note(path, None, f"column {name!r} holds formulas with no saved value")
+
+    records = []
+    for raw in rows[header_index + 1 :]:
+        cells = {r: raw.cells[c] if c < len(raw.cells) else "" for r, c in columns.items()}
+        formulas = {r: raw.formulas[c] for r, c in columns.items() if c in raw.formulas}
+        records.append(Record(path, raw.number, cells, formulas))
+    complete = [i for i, rec in enumerate(records) if all(rec.cells.get(k) for k in key)]
+    last = complete[-1] if complete else -1
+    trailing = [rows[header_index + 1 + i] for i in range(last + 1, len(records))]
+    trailing = [r for r in trailing if any(r.cells)]
+    if trailing:
+        first_text = next(c for c in trailing[0].cells if c)
+        report.note(
+            path,
+            trailing[0].number,
+            f"{len(trailing)} text rows after the last coded row skipped "
+            f"(rows {trailing[0].number}-{trailing[-1].number}, first: {first_text[:60]!r})",
+        )
+    kept = []
+    for rec in records[: last + 1]:
+        if not any(rec.cells.values()):
+            continue
+        missing = [k for k in key if not rec.cells.get(k)]
+        if missing:
+            with report.guard():
+                raise rec.error(f"row has no {', '.join(missing)}")
+            continue
+        kept.append(rec)
+    return Table(path, sheet, header.number, columns, kept)
+
+
+# ----------------------------------------------------------------------------- ids
+
+
+def canonical_id(text: str, prefix: str = "", width: int = 2) -> str:
+    """One spelling per id: ``1``, ``01``, ``s1``, ``S01`` -> ``s01`` (prefix ``s``, width 2).
+
+    Text that is not an optional prefix plus digits is returned stripped, unchanged.
+    """
+    text = cell_text(text)
+    match = re.fullmatch(r"([A-Za-z._]*?)0*(\d+)", text)
+    if not match or (match.group(1) and match.group(1).lower() != prefix.lower()):
+        return text
+    return f"{prefix}{match.group(2).zfill(width)}"
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+class Emotions:
+    """Emotion cells -> normalised names of one database; folded spellings are reported."""
+
+    def __init__(self, known: Collection[str], file: Path):
+        self.known = frozenset(known)
+        self.file = file
+        self.folded: Counter[tuple[str, str]] = Counter()
+
+    def __call__(self, raw: str, record: Record | None = None) -> str:
+        name = normalise_emotion(raw)
+        where = (record.file, record.row) if record else (self.file, None)
+        if not name:
+            raise DataError(where[0], "no emotion", where[1])
+        if name not in self.known:
+            raise DataError(
+                where[0],
+                f"unknown emotion {raw!r} (known: {', '.join(sorted(self.known))})",
+                where[1],
+            )
+        if raw.strip().lower() != name:  # lower-casing alone is the rule, not a fold
+            self.folded[(raw.strip(), name)] += 1
+        return name
+
+    def flush(self, report: Report) -> None:
+        """One note per file listing each spelling folded and how often."""
+        if self.folded:
+            listing = ", ".join(f"{r!r}->{n!r} ({k})" for (r, n), k in sorted(self.folded.items()))
+            report.note(self.file, None, f"emotion spellings folded: {listing}")
+            self.folded.clear()
+
+
+def parse_aus(text: str) -> tuple[str, ...]:
+    """``4+L10`` -> ("4", "L10"); ``AU4+AU7`` -> ("4", "7"); ``(R6 or R12)+R15`` keeps the
+    alternative as one token ("R6 or R12", "R15"), since the coder could not decide."""
+    text = cell_text(text)
+    if text.lower() in MISSING:
+        return ()
+    tokens, depth, current = [], 0, []
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char in "+,;" and depth == 0:
+            tokens.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    tokens.append("".join(current))
+    cleaned = []
+    for token in tokens:
+        token = " ".join(token.replace("(", " ").replace(")", " ").split())
+        token = re.sub(r"^au\s*", "", token, flags=re.IGNORECASE)
+        if token:
+            cleaned.append(token)
+    return tuple(cleaned)
+
+
+# ----------------------------------------------------------------------------- finding files
+
+
+def find_file(
+    root: Path,
+    explicit: str | Path | None,
+    patterns: Sequence[str],
+    what: str,
+    report: Report,
+    depth: int = 3,
+) -> Path:
+    """The annotation file: ``explicit`` (absolute or relative to root), else the first match of
+    ``patterns`` (in order of preference, case-insensitive) within ``depth`` folder levels."""
+    if explicit is not None:
+        path = Path(explicit)
+        path = path if path.is_absolute() else root / path
+        if not path.is_file():
+            raise DataError(path, f"{what} not found")
+        return path
+    candidates = [p for p in _walk(root, depth) if p.is_file()]
+    for pattern in patterns:
+        matches = sorted(p for p in candidates if fnmatch.fnmatch(p.name.lower(), pattern.lower()))
+        matches = [p for p in matches if not p.name.startswith("~$")]  # Excel lock files
+        if matches:
+            if len(matches) > 1:
+                report.note(
+                    matches[0],
+                    None,
+                    f"{len(matches)} files could be the {what} "
+                    f"({', '.join(p.name for p in matches)}); using this one (pass sheet=)",
+                )
+            return matches[0]
+    raise DataError(root, f"no {what} found (looked for {', '.join(patterns)}); pass sheet=PATH")
+
+
+def _walk(root: Path, depth: int) -> Iterable[Path]:
+    level = [root]
+    for _ in range(depth):
+        children = []
+        for folder in level:
+            try:
+                entries = sorted(folder.iterdir())
+            except OSError:
+                continue
+            yield from entries
+            children += [e for e in entries if e.is_dir()]
+        level = children
+
+
+def find_dir(
+    root: Path,
+    explicit: str | Path | None,
+    candidates: Sequence[str],
+    what: str,
+) -> Path:
+    """A data folder: ``explicit`` (absolute or relative to root), else the first candidate
+    path under ``root`` that exists (``"."`` stands for root itself)."""
+    if explicit is not None:
+        path = Path(explicit)
+        path = path if path.is_absolute() else root / path
+        if not path.is_dir():
+            raise DataError(path, f"{what} folder not found")
+        return path
+    for name in candidates:
+        path = root / name
+        if path.is_dir():
+            return path
+    raise DataError(root, f"no {what} folder (looked for {', '.join(candidates)}); pass it")
