@@ -18,6 +18,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pandas as pd
 
 from microexpr.datasets.errors import DataError
@@ -165,3 +167,38 @@ def load_flow_images(root: Path, **kwargs) -> list[Sample]:
     if any((p / "u_test").is_dir() for p in root.iterdir()):
         return read_per_subject(root, **kwargs)
     return read_flat(root, **kwargs)
+
+
+FlowRecord = tuple[str, str, str, np.ndarray]  # (subject, clip, class name, BGR u/v/strain)
+
+
+def write_flat(
+    records: Sequence[FlowRecord],
+    out: Path,
+    classes: Sequence[str] = COMPOSITE_CLASSES,
+    dataset: str = "synthetic",
+) -> Path:
+    """Write the flat layout as published: ``{subject}_{clip} .png`` (with the space) + CSV."""
+    folder = out / FLOW_DIRS[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for subject, clip, label, image in records:
+        cv2.imwrite(str(folder / f"{subject}_{clip} .png"), image)
+        rows.append([dataset, subject, clip, classes.index(label), "", f"{subject}_{clip}.jpg", ""])
+    csv_path = out / "combined_3_class2_for_optical_flow.csv"
+    columns = ["dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename"]
+    pd.DataFrame(rows, columns=columns).to_csv(csv_path, index=False)
+    return csv_path
+
+
+def write_per_subject(
+    records: Sequence[FlowRecord], out: Path, classes: Sequence[str] = COMPOSITE_CLASSES
+) -> None:
+    """Write ``<subject>/u_train|u_test/<label>/{subject}_{clip}.png`` (STSTNet's layout)."""
+    subjects = sorted({r[0] for r in records})
+    for held_out in subjects:
+        for subject, clip, label, image in records:
+            split = "u_test" if subject == held_out else "u_train"
+            folder = out / held_out / split / str(classes.index(label))
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"{subject}_{clip}.png"), image)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from microexpr.models.registry import register_model
 
@@ -97,3 +98,107 @@ def ststnet(num_classes: int = 3, in_chans: int = 3, **kwargs) -> STSTNet:
 @register_model(input_kind="flow_image", input_size=28, in_chans=2)
 def offapexnet(num_classes: int = 3, in_chans: int = 2, **kwargs) -> OffApexNet:
     return OffApexNet(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+class StackedSTSTNet(nn.Module):
+    """``F`` independent STSTNets evaluated as one network, one per cross-validation fold.
+
+    The three streams share kernel size and padding, so they are one 16-map convolution;
+    the ``F`` copies become one grouped convolution and one batched matrix product. Batch
+    norm is written out because each fold's statistics must cover only that fold's real
+    samples (``mask``), which ``nn.BatchNorm2d`` cannot do; dropout takes a generator so a
+    group of folds is reproducible. Training all folds of a LOSO run this way gives the
+    same per-fold computation as training each STSTNet alone, at a fraction of the cost.
+    """
+
+    def __init__(self, models: list[STSTNet], momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        first = models[0]
+        self.folds = len(models)
+        self.in_chans = first.conv1.in_channels
+        self.drop_rate = first.dropout.p
+        self.momentum, self.eps = momentum, eps
+
+        def stack(get) -> torch.Tensor:
+            return torch.stack([get(m).detach().clone() for m in models])
+
+        def streams(m: STSTNet, prefix: str, attr: str) -> torch.Tensor:
+            return torch.cat([getattr(getattr(m, f"{prefix}{i}"), attr) for i in (1, 2, 3)])
+
+        self.conv_weight = nn.Parameter(stack(lambda m: streams(m, "conv", "weight")))
+        self.conv_bias = nn.Parameter(stack(lambda m: streams(m, "conv", "bias")))
+        self.bn_weight = nn.Parameter(stack(lambda m: streams(m, "bn", "weight")))
+        self.bn_bias = nn.Parameter(stack(lambda m: streams(m, "bn", "bias")))
+        self.register_buffer("running_mean", stack(lambda m: streams(m, "bn", "running_mean")))
+        self.register_buffer("running_var", stack(lambda m: streams(m, "bn", "running_var")))
+        self.fc_weight = nn.Parameter(stack(lambda m: m.fc.weight))
+        self.fc_bias = nn.Parameter(stack(lambda m: m.fc.bias))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """x: (F, B, C, H, W); mask: (F, B) of real samples; returns logits (F, B, classes)."""
+        folds, batch = x.shape[:2]
+        if x.is_cuda:  # cuDNN runs the grouped convolution well
+            h = x.transpose(0, 1).reshape(batch, folds * self.in_chans, *x.shape[-2:])
+            h = F.conv2d(
+                h, self.conv_weight.flatten(0, 1), self.conv_bias.flatten(), padding=2, groups=folds
+            )
+        else:  # on CPU a grouped convolution's backward is several times slower than a loop
+            h = torch.cat(
+                [
+                    F.conv2d(x[f], self.conv_weight[f], self.conv_bias[f], padding=2)
+                    for f in range(folds)
+                ],
+                dim=1,
+            )
+        h = self._batch_norm(torch.relu(h).view(batch, folds, 16, *h.shape[-2:]), mask)
+        h = F.max_pool2d(h.flatten(1, 2), kernel_size=3, stride=3, padding=1)
+        if self.training and self.drop_rate > 0:
+            keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.drop_rate
+            h = h * keep / (1 - self.drop_rate)
+        h = F.avg_pool2d(h, kernel_size=2, stride=2).view(batch, folds, -1)
+        return torch.einsum("bfi,fki->fbk", h, self.fc_weight) + self.fc_bias[:, None, :]
+
+    def _batch_norm(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        # h: (B, F, 16, H, W). Statistics per fold and channel over that fold's real samples.
+        shape = (1, self.folds, 16, 1, 1)
+        if self.training:
+            weights = torch.ones(h.shape[:2], device=h.device) if mask is None else mask.T.float()
+            weights = weights[:, :, None, None, None]
+            count = weights.sum(0, keepdim=True).clamp(min=1) * h.shape[-1] * h.shape[-2]
+            mean = (h * weights).sum((0, 3, 4), keepdim=True) / count
+            var = (((h - mean) ** 2) * weights).sum((0, 3, 4), keepdim=True) / count
+            with torch.no_grad():  # folds without samples in this batch keep their statistics
+                unbiased = var * count / (count - 1).clamp(min=1)
+                m = self.momentum * (weights.sum(0).view(self.folds, 1) > 0)
+                self.running_mean.mul_(1 - m).add_(m * mean.view(self.folds, 16))
+                self.running_var.mul_(1 - m).add_(m * unbiased.view(self.folds, 16))
+        else:
+            mean, var = self.running_mean.view(shape), self.running_var.view(shape)
+        scale = self.bn_weight.view(shape) * torch.rsqrt(var + self.eps)
+        return (h - mean) * scale + self.bn_bias.view(shape)
+
+    def fold_model(self, index: int) -> STSTNet:
+        """Fold ``index`` as a plain STSTNet (published parameter names), e.g. to save it."""
+        num_classes = self.fc_weight.shape[1]
+        model = STSTNet(num_classes, self.in_chans, self.drop_rate)
+        state = {}
+        start = 0
+        for i, width in ((1, 3), (2, 5), (3, 8)):
+            part = slice(start, start + width)
+            state[f"conv{i}.weight"] = self.conv_weight[index, part]
+            state[f"conv{i}.bias"] = self.conv_bias[index, part]
+            state[f"bn{i}.weight"] = self.bn_weight[index, part]
+            state[f"bn{i}.bias"] = self.bn_bias[index, part]
+            state[f"bn{i}.running_mean"] = self.running_mean[index, part]
+            state[f"bn{i}.running_var"] = self.running_var[index, part]
+            state[f"bn{i}.num_batches_tracked"] = torch.tensor(0)
+            start += width
+        state["fc.weight"] = self.fc_weight[index]
+        state["fc.bias"] = self.fc_bias[index]
+        model.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
+        return model

@@ -1,0 +1,112 @@
+"""Config in, result files out: reader -> taxonomy -> inputs -> protocol -> folds -> report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from microexpr import datasets, labels, models
+from microexpr.config import ExperimentConfig
+from microexpr.evaluate.report import write_report
+from microexpr.inputs import encode_labels, load_images
+from microexpr.samples import Sample
+from microexpr.train.parallel import supports_stacking, train_folds_stacked
+from microexpr.train.protocols import FitPredict, Fold, make_folds, run_folds
+from microexpr.train.trainer import predict_proba, train_fold
+
+
+def load_samples(cfg: ExperimentConfig) -> tuple[list[Sample], tuple[str, ...]]:
+    """Read the dataset and keep the samples the taxonomy covers, relabelled to its classes."""
+    if cfg.data.root is None:
+        raise ValueError("data.root is not set: pass --data DIR or set it in the config")
+    taxonomy = labels.get(cfg.data.taxonomy)
+    samples = taxonomy.apply(datasets.load(cfg.data.name, cfg.data.root, **cfg.data.options))
+    if not samples:
+        raise ValueError(f"no {cfg.data.name} samples fall in taxonomy {taxonomy.name}")
+    return samples, taxonomy.classes
+
+
+def build_model(cfg: ExperimentConfig, num_classes: int, in_chans: int) -> torch.nn.Module:
+    model = models.create(
+        cfg.model.name, num_classes=num_classes, in_chans=in_chans, **cfg.model.options
+    )
+    if cfg.model.weights:
+        from safetensors.torch import load_file
+
+        path = Path(cfg.model.weights)
+        state = (
+            load_file(path)
+            if path.suffix == ".safetensors"
+            else torch.load(path, map_location="cpu")
+        )
+        model.load_state_dict(state, strict=False)
+    return model
+
+
+def make_fit_predict(
+    cfg: ExperimentConfig, samples: list[Sample], classes: tuple[str, ...], progress: bool
+) -> tuple[FitPredict, int]:
+    """The callable that trains and predicts a group of folds, and the group size to use."""
+    info = models.info(cfg.model.name)
+    in_chans = cfg.model.in_chans or info.in_chans
+    images = load_images(samples, info, in_chans, cfg.model.input_size, cfg.model.scaling, progress)
+    targets = encode_labels(samples, classes)
+    stacked = cfg.engine == "stacked" or (
+        cfg.engine == "auto" and supports_stacking(cfg.model.name, cfg.train)
+    )
+    if stacked:
+        if not supports_stacking(cfg.model.name, cfg.train):
+            raise ValueError("the stacked engine runs ststnet with Adam and cross-entropy only")
+
+        def fit_stacked(folds: list[Fold]) -> list[np.ndarray]:
+            return train_folds_stacked(
+                images, targets, folds, cfg.train, len(classes), cfg.model.options, progress
+            )
+
+        return fit_stacked, cfg.folds_per_call or 10**9
+
+    def fit_one(folds: list[Fold]) -> list[np.ndarray]:
+        results = []
+        for fold in folds:
+            fold_cfg = cfg.train.model_copy(update={"seed": fold.seed(cfg.train.seed)})
+            torch.manual_seed(fold_cfg.seed)
+            model = build_model(cfg, len(classes), in_chans)
+            train, test = list(fold.train), list(fold.test)
+            train_fold(
+                model,
+                (images[train], targets[train]),
+                fold_cfg,
+                len(classes),
+                progress=progress,
+                desc=fold.name,
+            )
+            results.append(
+                predict_proba(model, images[test], cfg.train.batch_size, cfg.train.device)
+            )
+        return results
+
+    return fit_one, 1
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: Path, progress: bool = True) -> dict:
+    """Run (or resume) an experiment into ``out_dir``; returns the metrics written there."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_file = out_dir / "config.json"
+    config = cfg.model_dump(mode="json")
+    if config_file.exists() and json.loads(config_file.read_text()) != config:
+        raise ValueError(
+            f"{out_dir} holds folds of a different configuration ({config_file}); "
+            "use another --out or delete it"
+        )
+    config_file.write_text(json.dumps(config, indent=2))
+    start = time.perf_counter()
+    samples, classes = load_samples(cfg)
+    folds = make_folds(cfg.protocol.name, samples, **cfg.protocol.options)
+    fit_predict, group = make_fit_predict(cfg, samples, classes, progress)
+    predictions = run_folds(samples, folds, fit_predict, classes, out_dir, group, progress)
+    seconds = time.perf_counter() - start
+    return write_report(predictions, classes, out_dir, config, seconds, title=cfg.name)
