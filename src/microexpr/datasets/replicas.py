@@ -565,7 +565,8 @@ def write_casme3(
                 )
             )
     if version == "v2":
-        rows.append([entries[0].subject, "a", "1", "2", "3", "", "1", "happy", "Macro-expression"])
+        # A macro-expression in clip a, which the reader leaves out by default.
+        rows.append([*rows[0][:5], "", "1", "happy", "Macro-expression"])
         _write_xls(out / "CAS(ME)3_part_A_v2.xls", {"Sheet1": [header, *rows]})
     elif version == "jpgindex":
         _write_xlsx(out / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", {"Sheet1": [header, *rows]})
@@ -855,8 +856,9 @@ def _composite_extras(per_db: dict[str, list[Entry]], source) -> None:
     """Rows of the databases that the composite leaves out."""
     casme2_subjects = sorted({e.subject for e in per_db["casme2"]})
     for k, subject in enumerate(casme2_subjects):
-        emotion = ("others", "sadness", "fear")[k % 3] if k < 3 else "others"
-        per_db["casme2"].append(Entry(subject, f"EP99_{k + 1:02d}", emotion, next(source)))
+        for j, emotion in enumerate(("others", "sadness", "fear") if k == 0 else ("others",)):
+            clip = f"EP99_{j + 1:02d}"
+            per_db["casme2"].append(Entry(subject, clip, emotion, next(source)))
     for subject, clip, emotion in (
         ("sub04", "EP12_01f", "disgust"),
         ("sub05", "EP09_05f", "happiness"),

@@ -225,21 +225,57 @@ def read_table(
     sheets = read_sheets(path)
     if sheet is not None and sheet not in sheets:
         raise DataError(path, f"no sheet {sheet!r}; sheets are {list(sheets)}")
-    first_rows = []
+    best: tuple[int, str, RawRow] | None = None  # most roles matched by a would-be header
     for name in [sheet] if sheet is not None else list(sheets):
         rows = sheets[name]
         for i, raw in enumerate(rows[:HEADER_SEARCH_ROWS]):
             found = _resolve_columns(raw.cells, roles, overrides)
             if set(required) <= set(found):
+                if sheet is None:
+                    _note_other_headers(path, sheets, name, roles, required, overrides, report)
                 return _table(path, name, rows, i, found, key, report)
-        first_rows += [r.cells for r in rows if any(r.cells)][:1]
-    wanted = {r: overrides.get(r, "/".join(map(str, roles[r][:3]))) for r in sorted(required)}
+            matched = len(set(required) & set(found))
+            if best is None or matched > best[0]:
+                best = (matched, name, raw)
+    wanted = {r: overrides.get(r, " / ".join(map(str, roles[r][:3]))) for r in sorted(required)}
+    if best is not None and best[0] >= 2:
+        _, name, raw = best
+        found = _resolve_columns(raw.cells, roles, overrides)
+        lacking = {r: w for r, w in wanted.items() if r not in found}
+        raise DataError(
+            path,
+            f"sheet {name!r}: this looks like the header but has no column for {lacking}; "
+            f"its cells are {[c for c in raw.cells if c]}; pass columns={{role: header}}",
+            raw.number,
+        )
     raise DataError(
         path,
         f"no header row naming the columns {wanted} in the first {HEADER_SEARCH_ROWS} rows of "
-        f"{'sheet ' + repr(sheet) if sheet else 'any sheet'}; first rows seen: "
-        f"{[list(c) for c in first_rows]}; pass columns={{role: header}} to name them",
+        f"{'sheet ' + repr(sheet) if sheet else 'any sheet'}; pass columns={{role: header}}",
     )
+
+
+def _note_other_headers(
+    path: Path,
+    sheets: Mapping[str, list[RawRow]],
+    used: str,
+    roles: Mapping[str, Sequence[str]],
+    required: Collection[str],
+    overrides: Mapping[str, str | int],
+    report: Report,
+) -> None:
+    """Say so when another sheet of the workbook has a header too (the first one is used)."""
+    others = [
+        name
+        for name, rows in sheets.items()
+        if name != used
+        and any(
+            set(required) <= set(_resolve_columns(r.cells, roles, overrides))
+            for r in rows[:HEADER_SEARCH_ROWS]
+        )
+    ]
+    if others:
+        report.note(path, None, f"sheets {others} also look coded; read {used!r} (sheet_name=)")
 
 
 def _table(
@@ -268,7 +304,11 @@ def _table(
         cells = {r: raw.cells[c] if c < len(raw.cells) else "" for r, c in columns.items()}
         formulas = {r: raw.formulas[c] for r, c in columns.items() if c in raw.formulas}
         records.append(Record(path, raw.number, cells, formulas))
-    complete = [i for i, rec in enumerate(records) if all(rec.cells.get(k) for k in key)]
+
+    def filled(rec: Record, role: str) -> bool:
+        return bool(rec.cells.get(role)) or role in rec.formulas  # a formula errs when read
+
+    complete = [i for i, rec in enumerate(records) if all(filled(rec, k) for k in key)]
     last = complete[-1] if complete else -1
     trailing = [rows[header_index + 1 + i] for i in range(last + 1, len(records))]
     trailing = [r for r in trailing if any(r.cells)]
@@ -284,7 +324,7 @@ def _table(
     for rec in records[: last + 1]:
         if not any(rec.cells.values()):
             continue
-        missing = [k for k in key if not rec.cells.get(k)]
+        missing = [k for k in key if not filled(rec, k)]
         if missing:
             with report.guard():
                 raise rec.error(f"row has no {', '.join(missing)}")
@@ -301,7 +341,7 @@ def canonical_id(text: str, prefix: str = "", width: int = 2) -> str:
 
     Text that is not an optional prefix plus digits is returned stripped, unchanged.
     """
-    text = cell_text(text)
+    text = re.sub(r"^(\d+)\.0+$", r"\1", cell_text(text))  # 6.0 written by a float cell
     match = re.fullmatch(r"([A-Za-z._]*?)0*(\d+)", text)
     if not match or (match.group(1) and match.group(1).lower() != prefix.lower()):
         return text

@@ -49,6 +49,10 @@ def clip_id(text: str) -> str:
     return f"s{int(match.group(1)):02d}_{match.group(2)}" if match else text.strip()
 
 
+def _has_modality(root: Path, modality: str) -> bool:
+    return any((root / p.format(m=modality)).is_dir() for p in MODALITY_DIRS)
+
+
 def _modality_root(root: Path, modality: str, frames_dir: str | Path | None) -> Path:
     if frames_dir is not None:
         path = Path(frames_dir)
@@ -70,14 +74,19 @@ def _modality_root(root: Path, modality: str, frames_dir: str | Path | None) -> 
 @reporting
 def load_smic(
     root: Path,
-    modality: str = "HS",
+    modality: str | None = None,
     frames_dir: str | Path | None = None,
     verify_images: VerifyImages = "keyframes",
     fps: float | None = None,
     report: Report | None = None,
 ) -> list[Sample]:
-    """SMIC clips of one modality (3 classes: negative, positive, surprise)."""
+    """SMIC clips of one modality, HS unless ``modality`` says (or only VIS/NIR is there)."""
     assert report is not None  # given by @reporting
+    if modality is None:
+        present = [m for m in FPS if _has_modality(root, m)]
+        modality = present[0] if present else "HS"
+        if len(present) > 1:
+            report.note(root, None, f"modalities {present} present; read {modality} (modality=)")
     modality = modality.upper()
     if modality not in FPS:
         raise ValueError(f"modality {modality!r}: one of {', '.join(FPS)}")
