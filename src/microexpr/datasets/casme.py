@@ -14,13 +14,8 @@ Columns ``Subject`` (a number), ``Filename``, blank, ``OnsetF``, ``ApexF1``, ``A
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from microexpr.datasets.clips import CodedSheet, VerifyImages
-from microexpr.datasets.registry import register
-from microexpr.datasets.report import Report, reporting
+from microexpr.datasets.clips import CodedSheet, coded_sheet_reader
 from microexpr.datasets.sheets import Record
-from microexpr.samples import Sample
 
 FPS = 60.0
 EMOTIONS = frozenset(
@@ -49,7 +44,10 @@ ROLES = {
 }
 
 
+@coded_sheet_reader("casme", "CASME (I) coded sheet + sub*/EP* frame folders")
 class CasmeSheet(CodedSheet):
+    """CASME clips (taxonomy casme-4: tense, surprise, repression, disgust)."""
+
     dataset = "casme"
     fps = FPS
     emotions = EMOTIONS
@@ -77,17 +75,4 @@ class CasmeSheet(CodedSheet):
         return {"apex_end": end} if end.isdigit() else {}
 
 
-@register("casme", "CASME (I) coded sheet + sub*/EP* frame folders")
-@reporting
-def load_casme(
-    root: Path,
-    sheet: str | Path | None = None,
-    sheet_name: str | None = None,
-    frames_dir: str | Path | None = None,
-    columns: dict[str, str | int] | None = None,
-    verify_images: VerifyImages = "keyframes",
-    fps: float | None = None,
-    report: Report | None = None,
-) -> list[Sample]:
-    """CASME clips (taxonomy casme-4: tense, surprise, repression, disgust)."""
-    return CasmeSheet(report).read(root, sheet, sheet_name, frames_dir, columns, verify_images, fps)
+load_casme = CasmeSheet.load

@@ -14,13 +14,8 @@ Estimated Emotion``; the ``updated`` version adds blank columns, which are ignor
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from microexpr.datasets.clips import CodedSheet, VerifyImages
-from microexpr.datasets.registry import register
-from microexpr.datasets.report import Report, reporting
+from microexpr.datasets.clips import CodedSheet, coded_sheet_reader
 from microexpr.datasets.sheets import Record
-from microexpr.samples import Sample
 
 EMOTIONS = frozenset(
     {"happiness", "disgust", "repression", "surprise", "sadness", "fear", "others"}
@@ -37,7 +32,10 @@ ROLES = {
 }
 
 
+@coded_sheet_reader("casme2", "CASME II coding sheet (any version) + sub*/EP* frame folders")
 class Casme2Sheet(CodedSheet):
+    """CASME II clips; taxonomies casme2-5/-3/-7 pick the classes (counts follow the sheet)."""
+
     dataset = "casme2"
     fps = 200.0
     emotions = EMOTIONS
@@ -63,19 +61,4 @@ class Casme2Sheet(CodedSheet):
         return {"objective_class": objective} if objective else {}
 
 
-@register("casme2", "CASME II coding sheet (any version) + sub*/EP* frame folders")
-@reporting
-def load_casme2(
-    root: Path,
-    sheet: str | Path | None = None,
-    sheet_name: str | None = None,
-    frames_dir: str | Path | None = None,
-    columns: dict[str, str | int] | None = None,
-    verify_images: VerifyImages = "keyframes",
-    fps: float | None = None,
-    report: Report | None = None,
-) -> list[Sample]:
-    """CASME II clips; taxonomies casme2-5/-3/-7 pick the classes (counts follow the sheet)."""
-    return Casme2Sheet(report).read(
-        root, sheet, sheet_name, frames_dir, columns, verify_images, fps
-    )
+load_casme2 = Casme2Sheet.load

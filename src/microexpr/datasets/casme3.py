@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from microexpr.datasets.clips import CodedSheet, VerifyImages
-from microexpr.datasets.registry import register
-from microexpr.datasets.report import Report, reporting
+from microexpr.datasets.clips import CodedSheet, coded_sheet_reader
+from microexpr.datasets.report import Report
 from microexpr.datasets.sheets import Record
 from microexpr.samples import Sample
 
@@ -39,7 +38,10 @@ ROLES = {
 }
 
 
+@coded_sheet_reader("casme3", "CAS(ME)^3 part A sheet + spNO.*/<a-m>/color frame folders")
 class Casme3Sheet(CodedSheet):
+    """CAS(ME)^3 part A expressions (taxonomies casme3-7, casme3-4, casme3-3)."""
+
     dataset = "casme3"
     fps = FPS
     emotions = EMOTIONS
@@ -100,20 +102,4 @@ class Casme3Sheet(CodedSheet):
         return super().finish(samples, file)
 
 
-@register("casme3", "CAS(ME)^3 part A sheet + spNO.*/<a-m>/color frame folders")
-@reporting
-def load_casme3(
-    root: Path,
-    sheet: str | Path | None = None,
-    sheet_name: str | None = None,
-    frames_dir: str | Path | None = None,
-    columns: dict[str, str | int] | None = None,
-    verify_images: VerifyImages = "keyframes",
-    fps: float | None = None,
-    expression_type: str | None = "micro",
-    report: Report | None = None,
-) -> list[Sample]:
-    """CAS(ME)^3 part A expressions (taxonomies casme3-7, casme3-4, casme3-3)."""
-    return Casme3Sheet(report, expression_type).read(
-        root, sheet, sheet_name, frames_dir, columns, verify_images, fps
-    )
+load_casme3 = Casme3Sheet.load

@@ -27,7 +27,8 @@ from typing import Literal
 import cv2
 
 from microexpr.datasets.errors import DataError
-from microexpr.datasets.report import Report
+from microexpr.datasets.registry import register
+from microexpr.datasets.report import Report, reporting
 from microexpr.datasets.sheets import (
     Emotions,
     Record,
@@ -402,3 +403,32 @@ class CodedSheet:
             meta=self.meta(record),
             sample_id=self.sample_id(subject, clip, record),
         )
+
+
+def coded_sheet_reader(name: str, description: str) -> Callable[[type[CodedSheet]], type]:
+    """Class decorator: register ``load(root, **options)`` for a CodedSheet subclass (as
+    ``cls.load``), so every sheet database takes the same options (docs/datasets.md).
+    Options the subclass's constructor takes (CAS(ME)^3's ``expression_type``) pass through."""
+
+    def wrap(cls: type[CodedSheet]) -> type[CodedSheet]:
+        def load(
+            root: Path,
+            sheet: str | Path | None = None,
+            sheet_name: str | None = None,
+            frames_dir: str | Path | None = None,
+            columns: Mapping[str, str | int] | None = None,
+            verify_images: VerifyImages = "keyframes",
+            fps: float | None = None,
+            report: Report | None = None,
+            **options,
+        ) -> list[Sample]:
+            return cls(report, **options).read(
+                root, sheet, sheet_name, frames_dir, columns, verify_images, fps
+            )
+
+        load.__name__ = load.__qualname__ = f"load_{name}"
+        load.__doc__ = cls.__doc__
+        cls.load = staticmethod(register(name, description)(reporting(load)))
+        return cls
+
+    return wrap

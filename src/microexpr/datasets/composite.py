@@ -27,7 +27,7 @@ from microexpr.datasets.errors import DataError
 from microexpr.datasets.registry import register
 from microexpr.datasets.report import Report, reporting
 from microexpr.datasets.samm import load_samm
-from microexpr.datasets.sheets import canonical_id
+from microexpr.datasets.sheets import canonical_id, find_dir, given_path
 from microexpr.datasets.smic import clip_id as smic_clip_id
 from microexpr.datasets.smic import load_smic
 from microexpr.labels import get as get_taxonomy
@@ -94,12 +94,7 @@ def _read_gt(path: Path, report: Report) -> list[tuple[int, tuple[str, str, str]
 
 
 def _db_root(root: Path, db: str, explicit: str | Path | None) -> Path:
-    if explicit is not None:
-        return Path(explicit) if Path(explicit).is_absolute() else root / explicit
-    for name in DB_DIRS[db]:
-        if (root / name).is_dir():
-            return root / name
-    raise DataError(root, f"no {db} folder (looked for {', '.join(DB_DIRS[db])}); pass {db}_root=")
+    return find_dir(root, explicit, DB_DIRS[db], db)
 
 
 @register("composite", "MEGC2019 composite: CASME II + SAMM + SMIC-HS, 3 classes")
@@ -179,7 +174,7 @@ def _gt_path(root: Path, gt: str | Path | bool | None, report: Report) -> Path |
     if gt is False:
         return None
     if gt is not None and gt is not True:
-        path = Path(gt) if Path(gt).is_absolute() else root / gt
+        path = given_path(root, gt)
         if not path.is_file():
             raise DataError(path, "gt file not found")
         return path

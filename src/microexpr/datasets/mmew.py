@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from microexpr.datasets.clips import CodedSheet, VerifyImages
+from microexpr.datasets.clips import CodedSheet, coded_sheet_reader
 from microexpr.datasets.errors import DataError
-from microexpr.datasets.registry import register
-from microexpr.datasets.report import Report, reporting
+from microexpr.datasets.report import Report
 from microexpr.datasets.sheets import Record
 from microexpr.labels import normalise_emotion
-from microexpr.samples import Sample
 
 FPS = 90.0  # (U)
 EMOTIONS = frozenset({"happiness", "anger", "surprise", "disgust", "fear", "sadness", "others"})
@@ -37,7 +35,10 @@ ROLES = {
 }
 
 
+@coded_sheet_reader("mmew", "MMEW sheet + Micro_Expression/<emotion>/<clip> frame folders")
 class MmewSheet(CodedSheet):
+    """MMEW micro-expression clips (taxonomy mmew-7)."""
+
     dataset = "mmew"
     fps = FPS
     emotions = EMOTIONS
@@ -86,17 +87,4 @@ class MmewSheet(CodedSheet):
         return {"remarks": remarks} if remarks else {}
 
 
-@register("mmew", "MMEW sheet + Micro_Expression/<emotion>/<clip> frame folders")
-@reporting
-def load_mmew(
-    root: Path,
-    sheet: str | Path | None = None,
-    sheet_name: str | None = None,
-    frames_dir: str | Path | None = None,
-    columns: dict[str, str | int] | None = None,
-    verify_images: VerifyImages = "keyframes",
-    fps: float | None = None,
-    report: Report | None = None,
-) -> list[Sample]:
-    """MMEW micro-expression clips (taxonomy mmew-7)."""
-    return MmewSheet(report).read(root, sheet, sheet_name, frames_dir, columns, verify_images, fps)
+load_mmew = MmewSheet.load

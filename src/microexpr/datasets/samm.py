@@ -13,14 +13,9 @@ Micro, Action Units, Estimated Emotion, Objective Classes, Notes``. ``Duration``
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from microexpr.datasets.clips import CodedSheet, VerifyImages
+from microexpr.datasets.clips import CodedSheet, coded_sheet_reader
 from microexpr.datasets.errors import DataError
-from microexpr.datasets.registry import register
-from microexpr.datasets.report import Report, reporting
 from microexpr.datasets.sheets import Record
-from microexpr.samples import Sample
 
 EMOTIONS = frozenset(
     {"anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise", "others"}
@@ -41,7 +36,12 @@ ROLES = {
 }
 
 
+@coded_sheet_reader(
+    "samm", "SAMM FACS-codes sheet (with or without preamble) + <subj>/<clip> frames"
+)
 class SammSheet(CodedSheet):
+    """SAMM clips (taxonomies samm-5, samm-3)."""
+
     dataset = "samm"
     fps = 200.0
     emotions = EMOTIONS
@@ -70,17 +70,4 @@ class SammSheet(CodedSheet):
         return {k: record.cells[k] for k in keep if record.cells.get(k)}
 
 
-@register("samm", "SAMM FACS-codes sheet (with or without preamble) + <subj>/<clip> frames")
-@reporting
-def load_samm(
-    root: Path,
-    sheet: str | Path | None = None,
-    sheet_name: str | None = None,
-    frames_dir: str | Path | None = None,
-    columns: dict[str, str | int] | None = None,
-    verify_images: VerifyImages = "keyframes",
-    fps: float | None = None,
-    report: Report | None = None,
-) -> list[Sample]:
-    """SAMM clips (taxonomies samm-5, samm-3)."""
-    return SammSheet(report).read(root, sheet, sheet_name, frames_dir, columns, verify_images, fps)
+load_samm = SammSheet.load

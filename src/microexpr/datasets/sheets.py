@@ -412,6 +412,12 @@ def parse_aus(text: str) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- finding files
 
 
+def given_path(root: Path, path: str | Path) -> Path:
+    """A path the user gave: absolute, or relative to the database root."""
+    path = Path(path)
+    return path if path.is_absolute() else root / path
+
+
 def find_file(
     root: Path,
     explicit: str | Path | None,
@@ -423,8 +429,7 @@ def find_file(
     """The annotation file: ``explicit`` (absolute or relative to root), else the first match of
     ``patterns`` (in order of preference, case-insensitive) within ``depth`` folder levels."""
     if explicit is not None:
-        path = Path(explicit)
-        path = path if path.is_absolute() else root / path
+        path = given_path(root, explicit)
         if not path.is_file():
             raise DataError(path, f"{what} not found")
         return path
@@ -467,8 +472,7 @@ def find_dir(
     """A data folder: ``explicit`` (absolute or relative to root), else the first candidate
     path under ``root`` that exists (``"."`` stands for root itself)."""
     if explicit is not None:
-        path = Path(explicit)
-        path = path if path.is_absolute() else root / path
+        path = given_path(root, explicit)
         if not path.is_dir():
             raise DataError(path, f"{what} folder not found")
         return path

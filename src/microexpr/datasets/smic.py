@@ -29,7 +29,7 @@ from microexpr.datasets.clips import (
 from microexpr.datasets.errors import DataError
 from microexpr.datasets.registry import register
 from microexpr.datasets.report import Report, reporting
-from microexpr.datasets.sheets import Record, canonical_id
+from microexpr.datasets.sheets import Record, canonical_id, find_dir
 from microexpr.samples import Sample
 
 EMOTIONS = ("negative", "positive", "surprise")
@@ -55,11 +55,7 @@ def _has_modality(root: Path, modality: str) -> bool:
 
 def _modality_root(root: Path, modality: str, frames_dir: str | Path | None) -> Path:
     if frames_dir is not None:
-        path = Path(frames_dir)
-        path = path if path.is_absolute() else root / path
-        if not path.is_dir():
-            raise DataError(path, "SMIC frames folder not found")
-        return path
+        return find_dir(root, frames_dir, (), "SMIC frames")
     for pattern in MODALITY_DIRS:
         path = root / pattern.format(m=modality)
         if path.is_dir():
