@@ -85,9 +85,13 @@ def datasets_check(
 ) -> None:
     """Read a database and list counts per class, subject and database, and every problem
     (file, row, reason). Exits with 1 when a row or file could not be read."""
+    from microexpr import datasets
     from microexpr.datasets.report import check
     from microexpr.labels import FOR_DATASET
 
+    if name not in datasets.names():
+        console.print(f"unknown dataset {name!r}; known: {', '.join(datasets.names())}")
+        raise typer.Exit(2)
     result = check(name, path, verify_images=images, **_reader_options(option or []))
     samples, report = result.samples, result.report
     console.print(

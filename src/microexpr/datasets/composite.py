@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from microexpr.datasets.casme2 import load_casme2
+from microexpr.datasets.clips import VerifyImages
 from microexpr.datasets.errors import DataError
 from microexpr.datasets.registry import register
 from microexpr.datasets.report import Report, reporting
@@ -106,6 +107,7 @@ def load_composite(
     samm_root: str | Path | None = None,
     smic_root: str | Path | None = None,
     options: Mapping[str, Mapping] | None = None,
+    verify_images: VerifyImages = "keyframes",
     report: Report | None = None,
 ) -> list[Sample]:
     """The 442-clip composite. ``gt``: path of combined_3class_gt.csv, None to look for it in
@@ -115,7 +117,7 @@ def load_composite(
     roots = {"casme2": casme2_root, "samm": samm_root, "smic": smic_root}
     samples: dict[str, list[Sample]] = {}
     for db in DATABASES:
-        kwargs = dict((options or {}).get(db, {}))
+        kwargs = {"verify_images": verify_images, **(options or {}).get(db, {})}
         if db == "smic":
             kwargs.setdefault("modality", "HS")
         samples[db] = READERS[db](_db_root(root, db, roots[db]), report=report, **kwargs)

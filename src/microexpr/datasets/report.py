@@ -139,6 +139,9 @@ def check(name: str, root: str | Path, verify_images: str = "all", **options) ->
     from microexpr.datasets.registry import load
 
     report = Report(collect_errors=True)
+    if not Path(root).is_dir():
+        report.fail(DataError(root, "database folder not found"))
+        return CheckResult([], report)
     try:
         samples = load(name, root, report=report, verify_images=verify_images, **options)
     except TypeError as err:
