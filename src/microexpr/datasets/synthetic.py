@@ -94,6 +94,7 @@ EMOTION_AUS: dict[str, tuple[tuple[str, ...], ...]] = {
     "anger": (("4", "5", "7", "23"), ("4", "7")),
     "contempt": (("R14",), ("R12",)),
     "tense": (("4",),),
+    "amusement": (("6", "12", "25"), ("12", "25")),
     "others": (("17",), ("25",)),
     "neutral": ((),),
 }
@@ -164,15 +165,18 @@ def _landmarks(image: np.ndarray) -> np.ndarray:
 @functools.cache
 def _source_face(key: str) -> tuple[np.ndarray, np.ndarray]:
     """(BGR image, landmarks) of a source face, computed once per process."""
-    if key == "astronaut":
-        from skimage import data
-
-        image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    else:
-        image = cv2.imread(key, cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"{key}: not a readable image")
+    path = _astronaut_path() if key == "astronaut" else key
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
     return image, _landmarks(image)
+
+
+def _astronaut_path() -> str:
+    """scikit-image's astronaut photograph (Eileen Collins, public domain), read straight from
+    the package: ``skimage.data.astronaut()`` would first import skimage.io (about 1 s)."""
+    spec = importlib.util.find_spec("skimage")
+    return str(Path(spec.submodule_search_locations[0]) / "data" / "astronaut.png")
 
 
 def face_sources(faces: str | Path | None) -> list[str]:
@@ -586,3 +590,106 @@ def synthetic_flow_images(
         image = flow_image(_render(plan, onset), _render(plan, apex), size)
         out.append((f"s{s:02d}", f"s{s:02d}_{c:02d}", emotion, image))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Whole replicas: `microexpr synth`
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayoutDefaults:
+    """What a layout's clips look like unless the user says otherwise."""
+
+    fps: float
+    emotions: tuple[str, ...]
+    motion: dict = field(default_factory=dict)
+    n_frames: int | None = None
+
+
+# Frame rates as the readers assume them (FORMATS.md); emotions = the classes of each
+# database's usual protocol. FER2013 and CK+ hold ordinary (macro) expressions, so their
+# motion is larger, and FER2013 keeps only the apex frame, so its clips are 3 frames long.
+LAYOUTS: dict[str, LayoutDefaults] = {
+    "casme2": LayoutDefaults(200.0, CASME2_EMOTIONS),
+    "samm": LayoutDefaults(200.0, ("anger", "contempt", "happiness", "surprise", "others")),
+    "smic": LayoutDefaults(100.0, ("negative", "positive", "surprise")),
+    "casme": LayoutDefaults(60.0, ("tense", "surprise", "repression", "disgust")),
+    "casme3": LayoutDefaults(
+        30.0, ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "others")
+    ),
+    "mmew": LayoutDefaults(
+        90.0, ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "others")
+    ),
+    "composite": LayoutDefaults(200.0, ("negative", "positive", "surprise")),
+    "fer2013": LayoutDefaults(
+        30.0,
+        ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"),
+        {"amplitude": (3.0, 6.0)},
+        n_frames=3,
+    ),
+    "ckplus": LayoutDefaults(
+        30.0,
+        ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"),
+        {"amplitude": (3.0, 6.0)},
+    ),
+    "flow": LayoutDefaults(200.0, ("negative", "positive", "surprise")),
+    "flow-per-subject": LayoutDefaults(200.0, ("negative", "positive", "surprise")),
+}
+
+
+def write_synthetic(
+    layout: str,
+    out: str | Path,
+    n_subjects: int,
+    clips_per_subject: int,
+    size: int = 64,
+    seed: int = 0,
+    fps: float | None = None,
+    emotions: Sequence[str] | None = None,
+    faces: str | Path | None = None,
+    n_frames: int | None = None,
+    quirks: dict | None = None,
+    **motion,
+) -> list[dict]:
+    """Generate clips with the layout's defaults (:data:`LAYOUTS`) and write them there.
+
+    Database layouts go through :func:`microexpr.datasets.replicas.write_layout` (``quirks``
+    are its keyword arguments); ``flow`` and ``flow-per-subject`` write u/v/strain images with
+    the writers of :mod:`microexpr.datasets.flow_images` (``size`` is then the image side).
+    Returns the ground-truth records.
+    """
+    if layout not in LAYOUTS:
+        raise KeyError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    defaults = LAYOUTS[layout]
+    out = Path(out)
+    classes = tuple(emotions or defaults.emotions)
+    if layout.startswith("flow"):
+        from microexpr.datasets import flow_images
+
+        records = synthetic_flow_images(
+            n_subjects, clips_per_subject, seed, size, classes, faces, **motion
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        if layout == "flow":
+            flow_images.write_flat(records, out, classes)
+        else:
+            flow_images.write_per_subject(records, out, classes)
+        return [
+            {"id": f"{subject}_{clip}", "subject": subject, "clip": clip, "label": label}
+            for subject, clip, label, _ in records
+        ]
+    from microexpr.datasets import replicas
+
+    clips = generate_clips(
+        n_subjects,
+        clips_per_subject,
+        size,
+        seed,
+        fps or defaults.fps,
+        classes,
+        faces,
+        n_frames or defaults.n_frames,
+        **{**defaults.motion, **motion},
+    )
+    return replicas.write_layout(layout, clips, out, **(quirks or {}))
