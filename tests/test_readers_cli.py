@@ -53,3 +53,16 @@ def test_check_of_a_missing_folder_fails(tmp_path):
 def test_reader_options_nest_and_convert():
     options = _reader_options(["columns.emotion=Feeling", "columns.onset=3", "gt=false"])
     assert options == {"columns": {"emotion": "Feeling", "onset": 3}, "gt": False}
+
+
+def test_check_composite_keeps_the_findings_of_its_databases(tmp_path):
+    write_layout("composite", clips_for("composite", 1, 3, 3), tmp_path, gt="variant2")
+    result = runner.invoke(app, ["datasets", "check", "composite", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "SMIC codes no apex" in result.output
+    assert "empty lines skipped" in result.output
+
+
+def test_check_unknown_reader_name():
+    result = runner.invoke(app, ["datasets", "check", "casme9", "."])
+    assert result.exit_code == 2 and "known: casme," in result.output
