@@ -1,6 +1,10 @@
 """Model families (one file each) behind one registry."""
 
-from microexpr.models import flow_nets  # noqa: F401  (registers models)
+from microexpr.models import (
+    c3d_vgg,  # noqa: F401  (registers models)
+    flow_nets,  # noqa: F401  (registers models)
+    resnet3d_ms,  # noqa: F401  (registers models)
+)
 from microexpr.models.registry import ModelInfo, create, info, list_models, register_model
 
 __all__ = ["ModelInfo", "create", "info", "list_models", "register_model"]
