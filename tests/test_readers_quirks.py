@@ -32,11 +32,17 @@ def test_trailing_text_rows_are_skipped_and_reported(tmp_path):
     assert f"row {len(truth) + 3}" in note  # header + rows + one blank line
 
 
-def test_formula_cells_without_saved_value_are_reported(tmp_path):
-    truth = write_layout("samm", clips_for("samm"), tmp_path, duration="formula")
+@pytest.mark.parametrize(
+    ("duration", "said"),
+    [("formula", "whose saved values are read"), ("unsaved", "with no saved value")],
+)
+def test_formula_cells_are_reported(tmp_path, duration, said):
+    truth = write_layout("samm", clips_for("samm"), tmp_path, duration=duration)
     samples, report = read("samm", tmp_path)
     assert_matches(samples, truth)
-    assert any("'Duration' holds formulas" in n for n in problems(report, "note"))
+    assert any(f"'Duration' holds formulas {said}" in n for n in problems(report, "note"))
+    # a saved value is checked against onset/offset (and agrees here)
+    assert not any("disagrees" in n for n in problems(report, "note"))
 
 
 def test_saved_duration_that_disagrees_is_noted(tmp_path):

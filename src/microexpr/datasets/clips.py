@@ -311,6 +311,7 @@ class CodedSheet:
         self.report = report
         self.subject_dirs = DirIndex(self.subject_id)
         self.clip_dirs = DirIndex(str.lower)
+        self.frame_lists: dict[Path, FrameList] = {}  # a clip can hold several expressions
 
     # hooks ------------------------------------------------------------------------------
     def subject_id(self, text: str) -> str:
@@ -385,7 +386,10 @@ class CodedSheet:
         clip = self.clip_id(record.text("clip"), record)
         label = emotions(record.text("emotion"), record)
         onset, apex, offset = self.numbers(record)
-        frames = FrameList.scan(self.clip_folder(frames_root, subject, clip, record), record)
+        folder = self.clip_folder(frames_root, subject, clip, record)
+        if folder not in self.frame_lists:
+            self.frame_lists[folder] = FrameList.scan(folder, record)
+        frames = self.frame_lists[folder]
         timing = locate(frames, onset, apex, offset, record, self.report, self.missing_apex)
         check_images(images_to_check(frames, timing, verify), record)
         aus = parse_aus(record.text("aus")) if "aus" in self.roles else ()

@@ -136,8 +136,14 @@ def _write_images(folder: Path, files: list[tuple[int, np.ndarray]], name: Calla
             raise OSError(f"could not write {folder / name(number)}")
 
 
-def _write_xlsx(path: Path, sheets: dict[str, list[list]]) -> None:
-    """Cells: str, int, None; a str starting with ``=`` becomes a formula (no saved value)."""
+def _write_xlsx(
+    path: Path, sheets: dict[str, list[list]], saved: dict[str, int] | None = None
+) -> None:
+    """Cells: str, int, None; a str starting with ``=`` becomes a formula. openpyxl cannot
+    compute formulas, so ``saved`` (formula -> value) is written into the file as the value a
+    spreadsheet program would have saved; other formulas have none."""
+    import zipfile
+
     import openpyxl
 
     book = openpyxl.Workbook()
@@ -148,6 +154,18 @@ def _write_xlsx(path: Path, sheets: dict[str, list[list]]) -> None:
             sheet.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     book.save(path)
+    if saved:
+        with zipfile.ZipFile(path) as archive:
+            parts = {name: archive.read(name) for name in archive.namelist()}
+        for name in parts:
+            if name.startswith("xl/worksheets/sheet"):
+                xml = parts[name].decode()
+                for formula, value in saved.items():
+                    xml = xml.replace(f"<f>{formula}</f><v />", f"<f>{formula}</f><v>{value}</v>")
+                parts[name] = xml.encode()
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, data in parts.items():
+                archive.writestr(name, data)
 
 
 def _write_xls(path: Path, sheets: dict[str, list[list]]) -> None:
@@ -330,7 +348,8 @@ def write_samm(
 ) -> list[dict]:
     """SAMM: ``version`` ``preamble`` (SAMM_Micro_FACS_Codes_v2.xlsx, header on row 14),
     ``plain`` (SAMM_20181215_..., header on row 1) or ``micro_only`` (sheet MICRO_ONLY);
-    ``duration`` ``formula`` (``=SUM(F2-D2)+1``, no saved value), ``value`` or ``wrong``.
+    ``duration`` ``formula`` (``=SUM(F2-D2)+1`` with its saved value, as Excel leaves it),
+    ``unsaved`` (the formula without a value), ``value`` or ``wrong`` (a plain wrong number).
     Counts: missing_apex (``-``), apex_equals_onset, apex_equals_offset, missing_frame,
     missing_apex_frame, relative_folder (folder numbered 1..N, sheet absolute)."""
     entries = _samm_entries(clips)
@@ -340,16 +359,19 @@ def write_samm(
 
 def _samm(entries, out, version, subject_as_number, duration):
     preamble = SAMM_PREAMBLE if version == "preamble" else []
-    rows, truth = [], []
+    rows, truth, saved = [], [], {}
     for i, entry in enumerate(entries):
         planned = _plan_frames(entry, start=1000 * (i + 1) + 62)
         folder = out / "SAMM" / entry.subject / entry.clip
         _write_images(folder, planned.files, lambda n, s=entry.subject: f"{s}_{n:05d}.jpg", True)
         excel_row = len(preamble) + 2 + len(rows)
-        if duration == "formula":
+        frames = planned.offset - planned.onset + 1
+        if duration in ("formula", "unsaved"):
             length: int | str = f"=SUM(F{excel_row}-D{excel_row})+1"
+            if duration == "formula":
+                saved[length[1:]] = frames
         else:
-            length = planned.offset - planned.onset + 1 + (duration == "wrong")
+            length = frames + (duration == "wrong")
         emotion = "Other" if entry.emotion == "others" else entry.emotion.title()
         rows.append(
             [
@@ -370,13 +392,13 @@ def _samm(entries, out, version, subject_as_number, duration):
         truth.append(_truth("samm", entry, planned, entry.emotion))
     if version == "preamble":
         book = {"FACS codes": [*preamble, SAMM_HEADER, *rows]}
-        _write_xlsx(out / "SAMM_Micro_FACS_Codes_v2.xlsx", book)
+        _write_xlsx(out / "SAMM_Micro_FACS_Codes_v2.xlsx", book, saved)
     elif version == "plain":
-        _write_xlsx(
-            out / "SAMM_20181215_Micro_FACS_Codes_v2.xlsx", {"Sheet1": [SAMM_HEADER, *rows]}
-        )
+        book = {"Sheet1": [SAMM_HEADER, *rows]}
+        _write_xlsx(out / "SAMM_20181215_Micro_FACS_Codes_v2.xlsx", book, saved)
     elif version == "micro_only":
-        _write_xlsx(out / "SAMM_Micro_FACS_Codes_v2.xlsx", {"MICRO_ONLY": [SAMM_HEADER, *rows]})
+        book = {"MICRO_ONLY": [SAMM_HEADER, *rows]}
+        _write_xlsx(out / "SAMM_Micro_FACS_Codes_v2.xlsx", book, saved)
     else:
         raise ValueError(f"SAMM version {version!r}: preamble, plain or micro_only")
     return truth

@@ -34,6 +34,7 @@ class RawRow:
     number: int
     cells: tuple[str, ...]
     formulas: Mapping[int, str] = field(default_factory=dict)  # column -> formula, no value
+    computed: frozenset[int] = frozenset()  # columns holding a formula with a saved value
 
 
 def cell_text(value: object) -> str:
@@ -53,29 +54,31 @@ def _xlsx_rows(path: Path) -> dict[str, list[RawRow]]:
     import openpyxl
 
     try:
-        values = openpyxl.load_workbook(path, data_only=True, read_only=True)
-        formulas = openpyxl.load_workbook(path, data_only=False, read_only=True)
+        value_book = openpyxl.load_workbook(path, data_only=True, read_only=True)
+        formula_book = openpyxl.load_workbook(path, data_only=False, read_only=True)
     except Exception as err:  # openpyxl raises many types for a damaged file
         raise DataError(path, f"cannot open as an Excel workbook ({err})") from err
     sheets = {}
-    for name in values.sheetnames:
+    for name in value_book.sheetnames:
         rows = []
         pairs = zip(
-            values[name].iter_rows(values_only=True),
-            formulas[name].iter_rows(values_only=True),
+            value_book[name].iter_rows(values_only=True),
+            formula_book[name].iter_rows(values_only=True),
             strict=False,
         )
         for number, (cached, written) in enumerate(pairs, start=1):
             texts = tuple(cell_text(v) for v in cached)
-            missing_values = {
-                col: str(w)
+            formulas = {
+                col: (str(w), v)
                 for col, (v, w) in enumerate(zip(cached, written, strict=False))
-                if v is None and isinstance(w, str) and w.startswith("=")
+                if isinstance(w, str) and w.startswith("=")
             }
-            rows.append(RawRow(number, texts, missing_values))
+            unsaved = {col: f for col, (f, v) in formulas.items() if v is None}
+            saved = frozenset(col for col, (_, v) in formulas.items() if v is not None)
+            rows.append(RawRow(number, texts, unsaved, saved))
         sheets[name] = rows
-    values.close()
-    formulas.close()
+    value_book.close()
+    formula_book.close()
     return sheets
 
 
@@ -294,10 +297,13 @@ def _table(
             header.number,
             f"sheet {sheet!r}: header on row {header.number}; the preamble above it skipped",
         )
-    formula_columns = sorted({c for r in rows for c in r.formulas})
-    for col in formula_columns:
-        name = header.cells[col] if col < len(header.cells) else f"column {col + 1}"
-        report.note(path, None, f"column {name!r} holds formulas with no saved value")
+    for columns_of, what in (
+        (lambda r: r.formulas, "with no saved value (an error where the reader needs them)"),
+        (lambda r: r.computed, "whose saved values are read"),
+    ):
+        for col in sorted({c for r in rows[header_index + 1 :] for c in columns_of(r)}):
+            name = header.cells[col] if col < len(header.cells) else f"column {col + 1}"
+            report.note(path, None, f"column {name!r} holds formulas {what}")
 
     records = []
     for raw in rows[header_index + 1 :]:
