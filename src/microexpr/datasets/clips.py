@@ -86,10 +86,12 @@ class FrameList:
                 raise error(f"{name_a!r} and {name_b!r} have the same frame number {a}")
         return cls(folder, tuple(p for _, _, p in numbered), tuple(n for n, _, _ in numbered))
 
-    def gaps(self) -> list[int]:
-        """Frame numbers missing between the first and the last."""
+    def gaps(self, first: int | None = None, last: int | None = None) -> list[int]:
+        """Frame numbers missing between ``first`` and ``last`` (default: the folder's)."""
         present = set(self.numbers)
-        return [n for n in range(self.numbers[0], self.numbers[-1] + 1) if n not in present]
+        first = self.numbers[0] if first is None else first
+        last = self.numbers[-1] if last is None else last
+        return [n for n in range(first, last + 1) if n not in present]
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def locate(
                     f"({numbers[0]}..{numbers[-1]} in {frames.folder})"
                 )
         on, ap, off = idx["onset"], idx["apex"], idx["offset"]
-    gaps = [n for n in frames.gaps() if onset <= n <= offset]
+    gaps = frames.gaps(onset, offset)
     if gaps and inside:
         shown = ", ".join(map(str, gaps[:5])) + (" ..." if len(gaps) > 5 else "")
         report.note(
@@ -314,8 +316,10 @@ class CodedSheet:
         self.frame_lists: dict[Path, FrameList] = {}  # a clip can hold several expressions
 
     # hooks ------------------------------------------------------------------------------
-    def subject_id(self, text: str) -> str:
-        return canonical_id(text, self.subject_prefix, self.subject_width)
+    @classmethod
+    def subject_id(cls, text: str) -> str:
+        """The database's one spelling of a subject id (``1`` -> ``sub01`` for CASME II)."""
+        return canonical_id(text, cls.subject_prefix, cls.subject_width)
 
     def clip_id(self, text: str, record: Record) -> str:
         return text

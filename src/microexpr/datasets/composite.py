@@ -22,15 +22,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from microexpr.datasets.casme2 import load_casme2
+from microexpr.datasets.casme2 import Casme2Sheet, load_casme2
 from microexpr.datasets.clips import VerifyImages
 from microexpr.datasets.errors import DataError
 from microexpr.datasets.registry import register
 from microexpr.datasets.report import Report, reporting
-from microexpr.datasets.samm import load_samm
-from microexpr.datasets.sheets import canonical_id, find_dir, given_path
+from microexpr.datasets.samm import SammSheet, load_samm
+from microexpr.datasets.sheets import find_dir, given_path
 from microexpr.datasets.smic import clip_id as smic_clip_id
 from microexpr.datasets.smic import load_smic
+from microexpr.datasets.smic import subject_id as smic_subject_id
 from microexpr.labels import get as get_taxonomy
 from microexpr.samples import Sample
 
@@ -45,16 +46,19 @@ DB_DIRS = {
 }
 GT_NAMES = ("combined_3class_gt.csv", "combined_3class_gt-2.csv", "combined_3class_gt*.csv")
 READERS = {"casme2": load_casme2, "samm": load_samm, "smic": load_smic}
-_SUBJECT = {"casme2": ("sub", 2), "samm": ("", 3), "smic": ("s", 2)}
+SUBJECT_IDS = {
+    "casme2": Casme2Sheet.subject_id,
+    "samm": SammSheet.subject_id,
+    "smic": smic_subject_id,
+}
 
 
 def key(db: str, subject: str, clip: str) -> tuple[str, str, str]:
     """Join key across spellings: ``samm,6,006_1_2`` meets SAMM's ``006``, ``s1_ne_01``
     meets ``s01_ne_01``; clip names compare case-insensitively."""
-    prefix, width = _SUBJECT[db]
     if db == "smic":
         clip = smic_clip_id(clip)
-    return db, canonical_id(subject, prefix, width), clip.strip().lower()
+    return db, SUBJECT_IDS[db](subject), clip.strip().lower()
 
 
 def in_rule(db: str, sample: Sample) -> bool:

@@ -24,8 +24,17 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from microexpr.datasets import casme, casme2, casme3, ckplus, fer2013, mmew, samm, smic
-from microexpr.datasets.sheets import canonical_id
+from microexpr.datasets import (
+    casme,
+    casme2,
+    casme3,
+    ckplus,
+    composite,
+    fer2013,
+    mmew,
+    samm,
+    smic,
+)
 from microexpr.labels import get as get_taxonomy
 from microexpr.labels import normalise_emotion
 
@@ -815,7 +824,7 @@ def write_composite(
             choices = COMPOSITE_EMOTIONS[db].get(cls, (cls,))
             k = turn[(db, cls)] = turn.get((db, cls), -1) + 1
             emotion = choices[k % len(choices)]
-        subject = _composite_subject(db, subject)
+        subject = composite.SUBJECT_IDS[db](subject)
         entry = Entry(subject, clip, emotion, next(source), extra={"class": cls})
         per_db[db].append(entry)
         members.append(entry)
@@ -849,12 +858,6 @@ def write_composite(
     elif gt is not None:
         raise ValueError(f"gt {gt!r}: standard, variant2 or None")
     return truth
-
-
-def _composite_subject(db: str, subject: str) -> str:
-    """Canonical subject id of a composite row (``6`` -> ``006``, ``s1`` -> ``s01``)."""
-    prefix, width = {"casme2": ("sub", 2), "samm": ("", 3), "smic": ("s", 2)}[db]
-    return canonical_id(subject, prefix, width)
 
 
 def _composite_rows(clips: Sequence[ClipLike]) -> list[tuple[str, str, str, int]]:
