@@ -61,6 +61,13 @@ def test_fewer_clips_leave_existing_ones_unchanged(clips):
     assert all(np.array_equal(a, b) for a, b in zip(first[0].frames, clips[0].frames, strict=True))
 
 
+def test_landmark_indices_keep_their_meaning_in_mirrored_subjects():
+    for clip in generate_clips(8, 1, size=48, seed=0):
+        marks = clip.landmarks
+        assert marks[36, 0] < marks[45, 0] and marks[48, 0] < marks[54, 0]  # image left first
+        assert marks[19, 1] < marks[37, 1] < marks[51, 1] < marks[8, 1]  # brow, eye, lip, chin
+
+
 def test_subjects_are_different_faces(clips):
     neutral = {c.subject: c.frames[0].astype(float) for c in clips}
     assert np.abs(neutral[1] - neutral[2]).mean() > 10

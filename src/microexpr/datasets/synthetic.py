@@ -489,7 +489,8 @@ def _plans(
     faces: str | Path | None,
     n_frames: int | None,
     motion: dict,
-) -> list[tuple[int, str, tuple[str, ...], _Plan, tuple[int, int, int]]]:
+) -> list[tuple[int, int, str, tuple[str, ...], _Plan, tuple[int, int, int]]]:
+    """(subject, clip number, emotion, AUs, plan, (onset, apex, offset)) of every clip."""
     params = MotionParams(**motion)
     names = _check_emotions(emotions)
     plans = []
@@ -500,7 +501,7 @@ def _plans(
             options = EMOTION_AUS[emotion]
             aus = options[int(rng.integers(len(options)))]
             plan, times = _plan(subject, aus, size, fps, n_frames, params, rng, (seed, s, c))
-            plans.append((s, str(emotion), tuple(aus), plan, times))
+            plans.append((s, c, str(emotion), tuple(aus), plan, times))
     return plans
 
 
@@ -522,7 +523,7 @@ def generate_clips(
     from the drawn durations at ``fps``). ``motion``: :class:`MotionParams` fields.
     """
     clips = []
-    for s, emotion, aus, plan, (onset, apex, offset) in _plans(
+    for s, _c, emotion, aus, plan, (onset, apex, offset) in _plans(
         n_subjects, clips_per_subject, size, seed, fps, emotions, faces, n_frames, motion
     ):
         frames = [_render(plan, t) for t in range(len(plan.profile))]
@@ -583,10 +584,9 @@ def synthetic_flow_images(
     STSNet_whole_norm_u_v_os images; only the onset and apex frames are rendered, at
     ``face_size``, so ~100 images take a few seconds."""
     out = []
-    for s, emotion, _aus, plan, (onset, apex, _offset) in _plans(
+    for s, c, emotion, _aus, plan, (onset, apex, _offset) in _plans(
         n_subjects, clips_per_subject, face_size, seed, 200.0, classes, faces, None, motion
     ):
-        c = sum(1 for item in out if item[0] == f"s{s:02d}") + 1
         image = flow_image(_render(plan, onset), _render(plan, apex), size)
         out.append((f"s{s:02d}", f"s{s:02d}_{c:02d}", emotion, image))
     return out
