@@ -8,6 +8,7 @@ from microexpr.datasets import (  # noqa: F401  (each module registers its reade
     composite,
     fer2013,
     flow_images,
+    image_folder,
     mmew,
     samm,
     smic,

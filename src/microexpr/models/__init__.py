@@ -2,8 +2,11 @@
 
 from microexpr.models import (
     c3d_vgg,  # noqa: F401  (registers models)
+    densenet_eca,  # noqa: F401  (registers models)
     flow_nets,  # noqa: F401  (registers models)
+    psa_resnet,  # noqa: F401  (registers models)
     resnet3d_ms,  # noqa: F401  (registers models)
+    se_resnext,  # noqa: F401  (registers models)
 )
 from microexpr.models.registry import ModelInfo, create, info, list_models, register_model
 

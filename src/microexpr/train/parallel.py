@@ -77,8 +77,15 @@ def _padded(index_lists: list[tuple[int, ...]], device: torch.device):
 
 
 def supports_stacking(model_name: str, cfg: TrainConfig) -> bool:
-    """The stacked engine implements STSTNet with Adam and cross-entropy (its recipe)."""
-    return model_name == "ststnet" and cfg.optimizer == "adam" and cfg.loss == "cross_entropy"
+    """The stacked engine implements STSTNet with Adam and cross-entropy (its recipe), without
+    augmentation or a plateau schedule."""
+    return (
+        model_name == "ststnet"
+        and cfg.optimizer == "adam"
+        and cfg.loss == "cross_entropy"
+        and cfg.augment is None
+        and cfg.plateau is None
+    )
 
 
 def train_folds_stacked(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
 from microexpr.losses import create_loss
+from microexpr.train.augment import AugmentConfig, augment_batch
+from microexpr.train.schedule import PlateauConfig, validation_split
 
 
 class TrainConfig(BaseModel):
@@ -33,6 +36,8 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     seed: int = 0
     num_workers: int = 0
+    augment: AugmentConfig | None = None  # random training-batch augmentation (train/augment.py)
+    plateau: PlateauConfig | None = None  # LR drop on a validation split of the training data
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -57,6 +62,15 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def param_groups(model: nn.Module, criterion: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The model's parameters at ``cfg.lr``; a loss's own (centres) at its ``lr`` if it has one."""
+    groups = [{"params": list(model.parameters())}]
+    loss_params = list(criterion.parameters())
+    if loss_params:
+        groups.append({"params": loss_params, "lr": getattr(criterion, "lr", None) or cfg.lr})
+    return groups
+
+
 def train_fold(
     model: nn.Module,
     train_set: Dataset | tuple[torch.Tensor, torch.Tensor],
@@ -65,21 +79,38 @@ def train_fold(
     criterion: nn.Module | None = None,
     progress: bool = True,
     desc: str = "train",
+    groups: Sequence | None = None,
 ) -> nn.Module:
     """Run the fixed schedule on the training data and return the trained model.
 
     ``criterion`` lets a caller pass a loss with its own parameters (learnable centres), in
-    which case those parameters are optimised too.
+    which case those parameters are optimised too. ``groups`` (subject of each training
+    sample) makes ``cfg.plateau``'s validation split hold out whole subjects.
     """
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
+    labels = None
     if isinstance(train_set, tuple):
+        labels = train_set[1].tolist()
         train_set = TensorDataset(*train_set)
+    val_set = None
+    if cfg.plateau is not None:
+        fit, val = validation_split(
+            len(train_set), cfg.plateau.val_fraction, cfg.seed, labels, groups
+        )
+        train_set, val_set = Subset(train_set, fit.tolist()), Subset(train_set, val.tolist())
     criterion = criterion or create_loss(cfg.loss, num_classes, **cfg.loss_kwargs)
     model.to(device).train()
     criterion.to(device)
-    params = list(model.parameters()) + list(criterion.parameters())
-    optimizer = make_optimizer(params, cfg)
+    optimizer = make_optimizer(param_groups(model, criterion, cfg), cfg)
+    scheduler = None
+    if cfg.plateau is not None:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            factor=cfg.plateau.factor,
+            patience=cfg.plateau.patience,
+            min_lr=cfg.plateau.min_lr,
+        )
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(
         train_set,
@@ -88,19 +119,46 @@ def train_fold(
         generator=generator,
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
+        # a last batch of one sample breaks BatchNorm (one value per channel after pooling)
+        drop_last=len(train_set) > 1 and len(train_set) % cfg.batch_size == 1,
     )
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     for _ in tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False):
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if cfg.augment is not None:
+                x = augment_batch(x, cfg.augment)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, enabled=use_amp):
                 loss = _loss(criterion, model(x), y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+        if scheduler is not None:
+            scheduler.step(_mean_loss(model, criterion, val_set, cfg.batch_size, device, use_amp))
     return model
+
+
+@torch.no_grad()
+def _mean_loss(
+    model: nn.Module,
+    criterion: nn.Module,
+    data: Dataset,
+    batch_size: int,
+    device: torch.device,
+    use_amp: bool,
+) -> float:
+    """Mean loss over ``data`` in eval mode (the plateau schedule's validation loss)."""
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in DataLoader(data, batch_size=batch_size):
+        x, y = x.to(device), y.to(device)
+        with torch.autocast(device.type, enabled=use_amp):
+            total += float(_loss(criterion, model(x), y)) * len(y)
+        count += len(y)
+    model.train()
+    return total / count
 
 
 def _loss(criterion: nn.Module, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

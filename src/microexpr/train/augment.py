@@ -1,0 +1,92 @@
+"""Random augmentation of whole training batches on their device: flips, rotation, affine,
+grayscale. Image batches (B, C, H, W) get one draw per image; clip batches (B, C, T, H, W)
+one draw per clip, applied identically to all its frames.
+
+Written over ``affine_grid``/``grid_sample`` because torchvision's transforms draw one set of
+parameters per call (a Python loop over the batch for per-sample draws), and one batched
+resampling does every geometric transform at once on CPU or GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch.nn import functional as F
+
+# Luminance weights in the channel order inputs.py reads colour images: BGR.
+_GRAY_BGR = (0.114, 0.587, 0.299)
+
+
+class AugmentConfig(BaseModel):
+    """What to draw per sample; every field off by default. Angles in degrees."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hflip: float = 0.0  # probability of a horizontal flip
+    rotation: float = 0.0  # uniform angle in [-rotation, rotation]
+    grayscale: float = 0.0  # probability of graying a 3-channel sample (BGR weights)
+    translate: float = 0.0  # uniform shift up to this fraction of width and height
+    scale: tuple[float, float] = (1.0, 1.0)  # uniform zoom factor range
+    shear: float = 0.0  # uniform horizontal shear angle in [-shear, shear]
+
+    @property
+    def geometric(self) -> bool:
+        return bool(self.rotation or self.translate or self.shear or self.scale != (1.0, 1.0))
+
+
+def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, device=device) * (high - low) + low
+
+
+def _sampling_matrices(
+    cfg: AugmentConfig, n: int, height: int, width: int, device: torch.device
+) -> torch.Tensor:
+    """(n, 2, 3) matrices from output to input coordinates in affine_grid's [-1, 1] frame.
+
+    Rotation and shear are built in pixel units and conjugated into the normalised frame, so
+    non-square inputs are not distorted. The parameter ranges are symmetric, so the sampling
+    matrix is drawn directly rather than inverting a drawn forward transform.
+    """
+    angle = torch.deg2rad(_uniform(n, -cfg.rotation, cfg.rotation, device))
+    shear = torch.tan(torch.deg2rad(_uniform(n, -cfg.shear, cfg.shear, device)))
+    zoom = 1.0 / _uniform(n, *cfg.scale, device)
+    aspect = height / width
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    linear = torch.stack(
+        [
+            torch.stack([cos, -sin * aspect], -1),
+            torch.stack([sin / aspect, cos], -1),
+        ],
+        -2,
+    )
+    shear_matrix = torch.zeros(n, 2, 2, device=device)
+    shear_matrix[:, 0, 0] = shear_matrix[:, 1, 1] = 1.0
+    shear_matrix[:, 0, 1] = shear * aspect
+    linear = linear @ shear_matrix * zoom[:, None, None]
+    shift = _uniform(2 * n, -2 * cfg.translate, 2 * cfg.translate, device).view(n, 2, 1)
+    return torch.cat([linear, shift], dim=2)
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """A randomly transformed copy of a (B, C, H, W) or (B, C, T, H, W) batch."""
+    if x.dim() not in (4, 5):
+        raise ValueError(f"augment takes (B, C, H, W) or (B, C, T, H, W), not {tuple(x.shape)}")
+    shape = x.shape
+    n, channels, height, width = shape[0], shape[1], shape[-2], shape[-1]
+    device = x.device
+    if cfg.grayscale and channels == 3:
+        weights = torch.tensor(_GRAY_BGR, device=device, dtype=x.dtype)
+        weights = weights.view(1, 3, *([1] * (x.dim() - 2)))
+        gray = (x * weights).sum(1, keepdim=True).expand_as(x)
+        pick = (torch.rand(n, device=device) < cfg.grayscale).view(n, *([1] * (x.dim() - 1)))
+        x = torch.where(pick, gray, x)
+    frames = x.reshape(n, -1, height, width)  # a clip's frames share its draw
+    flip = torch.rand(n, device=device) < cfg.hflip
+    if cfg.geometric:
+        theta = _sampling_matrices(cfg, n, height, width, device)
+        theta[:, :, 0] = torch.where(flip[:, None], -theta[:, :, 0], theta[:, :, 0])
+        grid = F.affine_grid(theta.to(frames.dtype), list(frames.shape), align_corners=False)
+        frames = F.grid_sample(frames, grid, mode="bilinear", align_corners=False)
+    elif cfg.hflip:
+        frames = torch.where(flip.view(n, 1, 1, 1), frames.flip(-1), frames)
+    return frames.reshape(shape)
