@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from microexpr.inputs import Scaling
+from microexpr.inputs import ClipConfig, Scaling
 from microexpr.train.trainer import TrainConfig
 
 
@@ -47,6 +47,7 @@ class ExperimentConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
+    clip: ClipConfig = Field(default_factory=ClipConfig)  # 3-D models: clip length, x10, flow
     # "stacked" trains all folds of a group as one network (STSTNet recipe); "auto" uses it
     # when the model and recipe allow, else one fold at a time.
     engine: Literal["auto", "per_fold", "stacked"] = "auto"

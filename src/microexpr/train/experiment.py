@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from microexpr import datasets, labels, models
 from microexpr.config import ExperimentConfig
 from microexpr.evaluate.report import write_report
-from microexpr.inputs import encode_labels, load_images
+from microexpr.inputs import (
+    CLIP_KINDS,
+    ClipDataset,
+    clip_length,
+    encode_labels,
+    load_clips,
+    load_images,
+)
 from microexpr.samples import Sample
 from microexpr.train.parallel import supports_stacking, train_folds_stacked
 from microexpr.train.protocols import FitPredict, Fold, make_folds, run_folds
@@ -30,9 +39,15 @@ def load_samples(cfg: ExperimentConfig) -> tuple[list[Sample], tuple[str, ...]]:
     return samples, taxonomy.classes
 
 
-def build_model(cfg: ExperimentConfig, num_classes: int, in_chans: int) -> torch.nn.Module:
+def build_model(
+    cfg: ExperimentConfig, num_classes: int, in_chans: int, **defaults
+) -> torch.nn.Module:
+    """The configured model; ``defaults`` are builder options the config may override."""
     model = models.create(
-        cfg.model.name, num_classes=num_classes, in_chans=in_chans, **cfg.model.options
+        cfg.model.name,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        **{**defaults, **cfg.model.options},
     )
     if cfg.model.weights:
         from safetensors.torch import load_file
@@ -53,8 +68,12 @@ def make_fit_predict(
     """The callable that trains and predicts a group of folds, and the group size to use."""
     info = models.info(cfg.model.name)
     in_chans = cfg.model.in_chans or info.in_chans
-    images = load_images(samples, info, in_chans, cfg.model.input_size, cfg.model.scaling, progress)
     targets = encode_labels(samples, classes)
+    if info.input_kind in CLIP_KINDS:
+        if cfg.engine == "stacked":
+            raise ValueError("the stacked engine runs ststnet only, not clip models")
+        return _clip_fit_predict(cfg, samples, targets, len(classes), in_chans, progress), 1
+    images = load_images(samples, info, in_chans, cfg.model.input_size, cfg.model.scaling, progress)
     stacked = cfg.engine == "stacked" or (
         cfg.engine == "auto" and supports_stacking(cfg.model.name, cfg.train)
     )
@@ -69,27 +88,76 @@ def make_fit_predict(
 
         return fit_stacked, cfg.folds_per_call or 10**9
 
+    def data(indices: list[int], train: bool) -> tuple[torch.Tensor, ...] | torch.Tensor:
+        return (images[indices], targets[indices]) if train else images[indices]
+
+    return _per_fold(cfg, data, len(classes), in_chans, progress), 1
+
+
+# Training (train=True) or test data of the given sample indices, as train_fold and
+# predict_proba take it.
+FoldData = Callable[[list[int], bool], Dataset | tuple[torch.Tensor, ...] | torch.Tensor]
+
+
+def _per_fold(
+    cfg: ExperimentConfig,
+    data: FoldData,
+    num_classes: int,
+    in_chans: int,
+    progress: bool,
+    **model_defaults,
+) -> FitPredict:
+    """Train a fresh model on each fold's training data and predict its test data."""
+
     def fit_one(folds: list[Fold]) -> list[np.ndarray]:
         results = []
         for fold in folds:
             fold_cfg = cfg.train.model_copy(update={"seed": fold.seed(cfg.train.seed)})
             torch.manual_seed(fold_cfg.seed)
-            model = build_model(cfg, len(classes), in_chans)
+            model = build_model(cfg, num_classes, in_chans, **model_defaults)
             train, test = list(fold.train), list(fold.test)
             train_fold(
-                model,
-                (images[train], targets[train]),
-                fold_cfg,
-                len(classes),
-                progress=progress,
-                desc=fold.name,
+                model, data(train, True), fold_cfg, num_classes, progress=progress, desc=fold.name
             )
             results.append(
-                predict_proba(model, images[test], cfg.train.batch_size, cfg.train.device)
+                predict_proba(model, data(test, False), cfg.train.batch_size, cfg.train.device)
             )
         return results
 
-    return fit_one, 1
+    return fit_one
+
+
+def _clip_fit_predict(
+    cfg: ExperimentConfig,
+    samples: list[Sample],
+    targets: torch.Tensor,
+    num_classes: int,
+    in_chans: int,
+    progress: bool,
+) -> FitPredict:
+    """3-D models on clips held in memory (frames, or flow sequences); the clip length and
+    size also size the model (its ``num_frames`` and ``input_size`` options)."""
+    info = models.info(cfg.model.name)
+    size = cfg.model.input_size or info.input_size
+    num_frames = clip_length(cfg.clip, info)
+    clips, apexes = load_clips(samples, info, cfg.clip, size, progress)
+
+    def data(indices: list[int], train: bool) -> ClipDataset:
+        return ClipDataset(
+            [clips[i] for i in indices],
+            targets[indices],
+            num_frames,
+            in_chans,
+            train,
+            cfg.clip,
+            [apexes[i] for i in indices],
+            cfg.model.scaling,
+            flow=info.input_kind == "flow_clip",
+        )
+
+    return _per_fold(
+        cfg, data, num_classes, in_chans, progress, num_frames=num_frames, input_size=size
+    )
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, progress: bool = True) -> dict:
