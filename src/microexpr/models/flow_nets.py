@@ -155,30 +155,39 @@ class StackedSTSTNet(nn.Module):
                 ],
                 dim=1,
             )
-        h = self._batch_norm(torch.relu(h).view(batch, folds, 16, *h.shape[-2:]), mask)
-        h = F.max_pool2d(h.flatten(1, 2), kernel_size=3, stride=3, padding=1)
+        h = torch.relu(h)
+        if self.training and mask is not None and not bool(mask.all()):
+            h = self._masked_batch_norm(h.view(batch, folds, 16, *h.shape[-2:]), mask).flatten(1, 2)
+        else:  # every fold has the full batch: per-channel statistics are per-fold statistics
+            h = F.batch_norm(
+                h,
+                self.running_mean.view(-1),
+                self.running_var.view(-1),
+                self.bn_weight.flatten(),
+                self.bn_bias.flatten(),
+                training=self.training,
+                momentum=self.momentum,
+                eps=self.eps,
+            )
+        h = F.max_pool2d(h, kernel_size=3, stride=3, padding=1)
         if self.training and self.drop_rate > 0:
             keep = torch.rand(h.shape, generator=generator, device=h.device) >= self.drop_rate
             h = h * keep / (1 - self.drop_rate)
         h = F.avg_pool2d(h, kernel_size=2, stride=2).view(batch, folds, -1)
         return torch.einsum("bfi,fki->fbk", h, self.fc_weight) + self.fc_bias[:, None, :]
 
-    def _batch_norm(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        # h: (B, F, 16, H, W). Statistics per fold and channel over that fold's real samples.
+    def _masked_batch_norm(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Training-mode batch norm of h (B, F, 16, H, W) over each fold's real samples."""
         shape = (1, self.folds, 16, 1, 1)
-        if self.training:
-            weights = torch.ones(h.shape[:2], device=h.device) if mask is None else mask.T.float()
-            weights = weights[:, :, None, None, None]
-            count = weights.sum(0, keepdim=True).clamp(min=1) * h.shape[-1] * h.shape[-2]
-            mean = (h * weights).sum((0, 3, 4), keepdim=True) / count
-            var = (((h - mean) ** 2) * weights).sum((0, 3, 4), keepdim=True) / count
-            with torch.no_grad():  # folds without samples in this batch keep their statistics
-                unbiased = var * count / (count - 1).clamp(min=1)
-                m = self.momentum * (weights.sum(0).view(self.folds, 1) > 0)
-                self.running_mean.mul_(1 - m).add_(m * mean.view(self.folds, 16))
-                self.running_var.mul_(1 - m).add_(m * unbiased.view(self.folds, 16))
-        else:
-            mean, var = self.running_mean.view(shape), self.running_var.view(shape)
+        weights = mask.T.float()[:, :, None, None, None]
+        count = weights.sum(0, keepdim=True).clamp(min=1) * h.shape[-1] * h.shape[-2]
+        mean = (h * weights).sum((0, 3, 4), keepdim=True) / count
+        var = (((h - mean) ** 2) * weights).sum((0, 3, 4), keepdim=True) / count
+        with torch.no_grad():  # folds without samples in this batch keep their statistics
+            unbiased = var * count / (count - 1).clamp(min=1)
+            m = self.momentum * (weights.sum(0).view(self.folds, 1) > 0)
+            self.running_mean.mul_(1 - m).add_(m * mean.view(self.folds, 16))
+            self.running_var.mul_(1 - m).add_(m * unbiased.view(self.folds, 16))
         scale = self.bn_weight.view(shape) * torch.rsqrt(var + self.eps)
         return (h - mean) * scale + self.bn_bias.view(shape)
 

@@ -1,0 +1,5 @@
+"""``python -m microexpr`` runs the command line."""
+
+from microexpr.cli import main
+
+main()
