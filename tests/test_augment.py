@@ -1,0 +1,107 @@
+"""Batch augmentation (images and clips), the plateau schedule's training-only validation
+split, and both wired into train_fold."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from microexpr.train import trainer
+from microexpr.train.augment import AugmentConfig, augment_batch
+from microexpr.train.schedule import PlateauConfig, validation_split
+from microexpr.train.trainer import TrainConfig, train_fold
+
+
+def test_no_augmentation_returns_the_batch():
+    x = torch.rand(3, 2, 8, 8)
+    assert torch.equal(augment_batch(x, AugmentConfig()), x)
+
+
+def test_flip_always_mirrors_images_and_clips():
+    x = torch.rand(2, 3, 5, 8, 8)
+    assert torch.equal(augment_batch(x, AugmentConfig(hflip=1.0)), x.flip(-1))
+    images = torch.rand(2, 1, 8, 8)
+    flipped = augment_batch(images, AugmentConfig(hflip=1.0, rotation=1e-6))
+    assert torch.allclose(flipped, images.flip(-1), atol=1e-4)
+
+
+def test_grayscale_equalises_colour_channels_only():
+    x = torch.rand(4, 3, 6, 6)
+    gray = augment_batch(x, AugmentConfig(grayscale=1.0))
+    assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 1], gray[:, 2])
+    expected = 0.114 * x[:, 0] + 0.587 * x[:, 1] + 0.299 * x[:, 2]
+    assert torch.allclose(gray[:, 0], expected)
+    flow = torch.rand(4, 2, 6, 6)
+    assert torch.equal(augment_batch(flow, AugmentConfig(grayscale=1.0)), flow)
+
+
+def test_clip_frames_share_one_draw_and_clips_differ():
+    torch.manual_seed(0)
+    frame = torch.rand(1, 3, 1, 24, 24)
+    clips = frame.expand(2, 3, 7, 24, 24).contiguous()
+    cfg = AugmentConfig(hflip=0.5, rotation=30, translate=0.1, scale=(0.8, 1.2), shear=10)
+    out = augment_batch(clips, cfg)
+    assert out.shape == clips.shape
+    assert torch.allclose(out, out[:, :, :1].expand_as(out))  # same transform on every frame
+    assert not torch.allclose(out[0], out[1])  # one draw per clip
+
+
+def test_rotation_turns_about_the_centre():
+    torch.manual_seed(1)
+    x = torch.zeros(8, 1, 33, 33)
+    x[:, :, 16, 16] = 1.0
+    x[:, :, 16, 28] = 1.0  # a dot 12 px right of the centre
+    out = augment_batch(x, AugmentConfig(rotation=90))
+    assert torch.all(out[:, 0, 15:18, 15:18].sum((1, 2)) > 0.5)  # the centre stays
+    for image in out[:, 0]:
+        ys, xs = torch.nonzero(image > 0.2, as_tuple=True)
+        far = (ys - 16) ** 2 + (xs - 16) ** 2 > 36
+        radius = torch.sqrt(((ys[far] - 16.0) ** 2 + (xs[far] - 16.0) ** 2).float()).mean()
+        assert abs(float(radius) - 12) < 1.5  # the dot stays 12 px out, in any direction
+
+
+def test_validation_split_holds_out_whole_subjects():
+    groups = [f"s{i // 4}" for i in range(40)]
+    fit, val = validation_split(40, 0.2, seed=0, groups=groups)
+    assert len(fit) + len(val) == 40 and not set(fit) & set(val)
+    assert not {groups[i] for i in fit} & {groups[i] for i in val}
+
+
+def test_validation_split_stratifies_by_label_without_subjects():
+    labels = [0] * 20 + [1] * 10 + [2] * 10
+    fit, val = validation_split(40, 0.25, seed=0, labels=labels)
+    assert len(val) == math.ceil(0.25 * 40)
+    assert sorted(np.bincount(np.array(labels)[val])) == [2, 3, 5]
+    with pytest.raises(ValueError, match="val_fraction"):
+        validation_split(10, 1.5, seed=0)
+
+
+def test_train_fold_augments_and_validates_on_training_samples_only(monkeypatch):
+    seen: list[int] = []
+    real = trainer._mean_loss
+
+    def spy(model, criterion, data, *args):
+        seen.append(len(data))
+        return real(model, criterion, data, *args)
+
+    monkeypatch.setattr(trainer, "_mean_loss", spy)
+    augmented: list[tuple] = []
+    real_augment = trainer.augment_batch
+    monkeypatch.setattr(
+        trainer, "augment_batch", lambda x, cfg: augmented.append(x.shape) or real_augment(x, cfg)
+    )
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    x, y = torch.rand(30, 1, 8, 8), torch.arange(30) % 3
+    cfg = TrainConfig(
+        epochs=3,
+        batch_size=8,
+        lr=1e-2,
+        augment=AugmentConfig(hflip=0.5, rotation=10),
+        plateau=PlateauConfig(val_fraction=0.2, patience=0),
+    )
+    train_fold(model, (x, y), cfg, 3, progress=False, groups=[i // 3 for i in range(30)])
+    assert seen == [6, 6, 6]  # two of ten subjects, checked once per epoch
+    assert len(augmented) == 3 * 3 and all(s[1:] == (1, 8, 8) for s in augmented)
