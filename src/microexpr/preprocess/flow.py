@@ -1,0 +1,138 @@
+"""Optical flow between frames, optical strain, and the u/v/strain encodings models read.
+
+Flow is OpenCV's: Dual TV-L1 (contrib ``cv2.optflow``), the method STSTNet, Off-ApexNet and
+most flow-based micro-expression code use, and Farneback as a fast alternative. Arrays are
+(H, W, 2) float32 with ``flow[..., 0]`` = u (rightwards) and ``flow[..., 1]`` = v (downwards),
+in pixels, mapping the first frame onto the second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from microexpr.preprocess.faces import to_gray
+
+FlowFn = Callable[..., np.ndarray]
+
+
+def tvl1(prev: np.ndarray, nxt: np.ndarray, **params) -> np.ndarray:
+    """Dual TV-L1 flow from ``prev`` to ``nxt`` (BGR or gray uint8).
+
+    ``params`` go to ``cv2.optflow.DualTVL1OpticalFlow_create`` unchanged (tau, lambda_,
+    theta, nscales, warps, epsilon, innnerIterations, outerIterations, scaleStep, gamma,
+    medianFiltering); OpenCV's defaults otherwise.
+    """
+    algorithm = cv2.optflow.DualTVL1OpticalFlow_create(**params)
+    return algorithm.calc(to_gray(prev), to_gray(nxt), None)
+
+
+def farneback(
+    prev: np.ndarray,
+    nxt: np.ndarray,
+    pyr_scale: float = 0.5,
+    levels: int = 3,
+    winsize: int = 15,
+    iterations: int = 3,
+    poly_n: int = 5,
+    poly_sigma: float = 1.2,
+    flags: int = 0,
+) -> np.ndarray:
+    """Farneback flow from ``prev`` to ``nxt`` with OpenCV's customary parameters."""
+    return cv2.calcOpticalFlowFarneback(
+        to_gray(prev),
+        to_gray(nxt),
+        None,
+        pyr_scale,
+        levels,
+        winsize,
+        iterations,
+        poly_n,
+        poly_sigma,
+        flags,
+    )
+
+
+FLOW_METHODS: dict[str, FlowFn] = {"tvl1": tvl1, "farneback": farneback}
+
+
+def compute_flow(prev: np.ndarray, nxt: np.ndarray, method: str = "tvl1", **params) -> np.ndarray:
+    """Flow by method name (``FLOW_METHODS``)."""
+    if method not in FLOW_METHODS:
+        raise KeyError(f"unknown flow method {method!r}; known: {', '.join(FLOW_METHODS)}")
+    return FLOW_METHODS[method](prev, nxt, **params)
+
+
+def optical_strain(flow: np.ndarray) -> np.ndarray:
+    """Strain magnitude sqrt(u_x^2 + v_y^2 + 0.5 (u_y + v_x)^2) per pixel, float32.
+
+    That is the Frobenius norm of the infinitesimal strain tensor e = (J + J^T) / 2 of the flow
+    Jacobian J (the off-diagonal e_xy = (u_y + v_x) / 2 counts twice), as in the strain
+    channel of STSTNet's public preprocessing. Derivatives are central differences
+    (one-sided at the border) via ``np.gradient``.
+    """
+    u_y, u_x = np.gradient(flow[..., 0].astype(np.float64))
+    v_y, v_x = np.gradient(flow[..., 1].astype(np.float64))
+    return np.sqrt(u_x**2 + v_y**2 + 0.5 * (u_y + v_x) ** 2).astype(np.float32)
+
+
+def magnitude(flow: np.ndarray) -> np.ndarray:
+    """Per-pixel flow speed in pixels."""
+    return np.hypot(flow[..., 0], flow[..., 1])
+
+
+def minmax_uint8(channel: np.ndarray) -> np.ndarray:
+    """Channel scaled so its minimum is 0 and its maximum 255 (all zeros when constant)."""
+    return cv2.normalize(channel.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).round()
+
+
+def encode_flow_image(flow: np.ndarray, size: int | None = 28) -> np.ndarray:
+    """(size, size, 3) uint8 image, channels (in OpenCV's BGR order) u, v, strain.
+
+    The ``norm_u_v_os`` encoding of STSTNet's public code: strain from the full-resolution
+    flow; u, v and strain resized to ``size`` by area averaging; then each channel min-max
+    normalised to 0..255. Normalising after resizing matters: every published 28x28 image of
+    the MEGC2019 composite spans exactly 0..255 in each channel.
+    """
+    stack = np.dstack([flow[..., 0], flow[..., 1], optical_strain(flow)]).astype(np.float32)
+    if size is not None and stack.shape[:2] != (size, size):
+        stack = cv2.resize(stack, (size, size), interpolation=cv2.INTER_AREA)
+    return np.dstack([minmax_uint8(stack[..., c]) for c in range(3)]).astype(np.uint8)
+
+
+def flow_image(
+    onset: np.ndarray, apex: np.ndarray, size: int = 28, method: str = "tvl1", **params
+) -> np.ndarray:
+    """u/v/strain image of the motion from onset to apex (STSTNet's input)."""
+    return encode_flow_image(compute_flow(onset, apex, method, **params), size)
+
+
+def flow_sequence(
+    frames: Sequence[np.ndarray],
+    reference: Literal["onset", "previous"] = "onset",
+    method: str = "tvl1",
+    size: int | None = None,
+    **params,
+) -> np.ndarray:
+    """(T - 1, H, W, 3) float32 of u, v, strain for each frame after the first.
+
+    ``onset``: flow from ``frames[0]`` to each later frame (displacement so far, which peaks
+    at the apex); ``previous``: flow between consecutive frames (velocity). ``size`` resizes
+    each map by area averaging. Values stay in pixels; clip models normalise them.
+    """
+    if len(frames) < 2:
+        raise ValueError("a flow sequence needs at least 2 frames")
+    if reference not in ("onset", "previous"):
+        raise ValueError(f"reference must be 'onset' or 'previous', not {reference!r}")
+    out = []
+    for i in range(1, len(frames)):
+        start = frames[0] if reference == "onset" else frames[i - 1]
+        flow = compute_flow(start, frames[i], method, **params)
+        stack = np.dstack([flow, optical_strain(flow)]).astype(np.float32)
+        if size is not None and stack.shape[:2] != (size, size):
+            stack = cv2.resize(stack, (size, size), interpolation=cv2.INTER_AREA)
+        out.append(stack)
+    return np.stack(out)
