@@ -107,3 +107,29 @@ def test_ms_resnet3d_trains_with_multi_head_loss():
         optimizer.step()
         first = first if first is not None else loss.item()
     assert loss.item() < first
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "taxonomy"),
+    [
+        ("seed003_casme", "c3d_vgg", "casme-4"),
+        ("seed003_casme2", "c3d_vgg", "casme2-5"),
+        ("seed004_smic", "ms_resnet3d50", "smic-3"),
+        ("seed004_samm", "ms_resnet3d50", "samm-5"),
+        ("seed004_casme2", "ms_resnet3d50", "casme2-5"),
+    ],
+)
+def test_seed_configs_validate(name, model, taxonomy):
+    from pathlib import Path
+
+    from microexpr import labels
+    from microexpr.config import load_config
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
+    assert (cfg.model.name, cfg.data.taxonomy) == (model, taxonomy)
+    labels.get(cfg.data.taxonomy)  # the taxonomy exists
+    if model == "c3d_vgg":  # seed S3's recipe
+        assert (cfg.train.optimizer, cfg.train.lr, cfg.train.momentum) == ("sgd", 1e-4, 0.9)
+        assert cfg.train.batch_size == 16 and cfg.clip.expand and cfg.clip.num_frames == 16
+    else:
+        assert cfg.train.loss == "multi_head_ce" and cfg.train.augment is None
