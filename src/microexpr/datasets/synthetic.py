@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 
 from microexpr.labels import normalise_emotion
+from microexpr.preprocess.faces import detect_landmarks, landmarks_in_box
+from microexpr.preprocess.flow import flow_image
 
 # --------------------------------------------------------------------------------------------
 # Action units: where on the face each one moves skin, and which way.
@@ -133,33 +135,15 @@ class SyntheticClip:
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
-@functools.cache
-def _dlib_models():
-    import dlib
-
-    # The package's __init__ needs pkg_resources, so find its folder without importing it.
-    spec = importlib.util.find_spec("face_recognition_models")
-    folder = Path(spec.submodule_search_locations[0]) / "models"
-    predictor = dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat"))
-    return dlib.get_frontal_face_detector(), predictor
-
-
 def _landmarks(image: np.ndarray) -> np.ndarray:
     """68 landmarks of the largest face; the whole image stands in for a missed detection,
-    because tightly cropped faces (like the composite's 224x224 crops) defeat the detector."""
-    import dlib
-
-    detector, predictor = _dlib_models()
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    # Upsampling only when needed: a 512 px photograph's face is found at native size.
-    boxes = detector(gray, 0) or detector(gray, 1)
-    if boxes:
-        box = max(boxes, key=lambda b: b.area())
-    else:
-        h, w = gray.shape
-        box = dlib.rectangle(0, 0, w - 1, h - 1)
-    shape = predictor(gray, box)
-    return np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+    because tightly cropped faces (like the composite's 224x224 crops) can defeat every
+    detector. No upsampling first: a photograph's face is found at native size, faster."""
+    found = detect_landmarks(image, upsample=0)
+    if found is not None:
+        return found
+    h, w = image.shape[:2]
+    return landmarks_in_box(image, (0, 0, w - 1, h - 1))
 
 
 @functools.cache
@@ -543,31 +527,6 @@ def generate_clips(
             )
         )
     return clips
-
-
-def optical_strain(flow: np.ndarray) -> np.ndarray:
-    """Strain magnitude sqrt(u_x^2 + v_y^2 + 0.5 (u_y + v_x)^2), as STSTNet's public code."""
-    u_y, u_x = np.gradient(flow[..., 0])
-    v_y, v_x = np.gradient(flow[..., 1])
-    return np.sqrt(u_x**2 + v_y**2 + 0.5 * (u_y + v_x) ** 2)
-
-
-def _minmax(channel: np.ndarray) -> np.ndarray:
-    low, high = float(channel.min()), float(channel.max())
-    return (channel - low) / (high - low) * 255.0 if high > low else np.zeros_like(channel)
-
-
-def flow_image(onset: np.ndarray, apex: np.ndarray, size: int = 28) -> np.ndarray:
-    """u / v / strain image (BGR order: u, v, strain) from TV-L1 between two BGR frames,
-    resized to ``size`` and then min-max normalised per channel to 0..255, so that each channel
-    spans the full range like the composite's STSNet_whole_norm_u_v_os images."""
-    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
-    gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (onset, apex)]
-    flow = tvl1.calc(gray[0], gray[1], None)
-    maps = np.dstack([flow, optical_strain(flow)]).astype(np.float32)
-    maps = cv2.resize(maps, (size, size), interpolation=cv2.INTER_AREA)
-    image = np.dstack([_minmax(maps[..., k]) for k in range(3)])
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 def synthetic_flow_images(
