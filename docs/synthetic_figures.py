@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from microexpr.datasets.synthetic import AU_TABLE, EMOTION_AUS, generate_clips
+from microexpr.preprocess.flow import tvl1
 
 EMOTIONS = (
     "happiness", "surprise", "disgust", "repression", "sadness",
@@ -35,8 +36,7 @@ def emotion_figure(emotion: str, seed: int) -> tuple[np.ndarray, tuple[str, ...]
     clip = generate_clips(
         1, 1, size=SIZE, seed=seed, emotions=[emotion], amplitude=(3.0, 3.0), noise=0.0
     )[0]
-    gray = [cv2.cvtColor(clip.frames[i], cv2.COLOR_BGR2GRAY) for i in (clip.onset, clip.apex)]
-    flow = cv2.optflow.DualTVL1OpticalFlow_create().calc(gray[0], gray[1], None)
+    flow = tvl1(clip.frames[clip.onset], clip.frames[clip.apex])
     return np.hstack([clip.frames[clip.apex], flow_colour(flow)]), clip.aus
 
 
