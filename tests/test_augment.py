@@ -105,3 +105,17 @@ def test_train_fold_augments_and_validates_on_training_samples_only(monkeypatch)
     train_fold(model, (x, y), cfg, 3, progress=False, groups=[i // 3 for i in range(30)])
     assert seen == [6, 6, 6]  # two of ten subjects, checked once per epoch
     assert len(augmented) == 3 * 3 and all(s[1:] == (1, 8, 8) for s in augmented)
+
+
+def test_a_last_batch_of_one_sample_is_dropped():
+    # BatchNorm after global pooling sees one value per channel in a batch of one
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
+    )
+    x, y = torch.rand(9, 1, 8, 8), torch.arange(9) % 3
+    train_fold(model, (x, y), TrainConfig(epochs=1, batch_size=4), 3, progress=False)
+    assert int(model[2].num_batches_tracked) == 2
