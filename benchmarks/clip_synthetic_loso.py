@@ -48,6 +48,7 @@ def experiment(args: argparse.Namespace, root: Path) -> ExperimentConfig:
                 "expand": args.expand,
                 "span": "all" if args.model == "c3d_vgg" else "expression",
                 "flow_size": args.flow_size,
+                "subtract_first": args.subtract_first,
             },
             "train": {
                 "epochs": args.epochs,
@@ -78,6 +79,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8, help="model clip length")
     parser.add_argument("--flow-size", type=int, default=64)
     parser.add_argument("--expand", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--subtract-first", action="store_true", help="frame clips minus their first frame"
+    )
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -107,7 +111,8 @@ def main() -> None:
     print(
         f"{args.model}: {len(clips)} clips, {args.subjects} subjects, classes "
         f"{'/'.join(emotions)}, {args.clip_frames} frames of {args.face_size}px -> "
-        f"{args.frames} x {args.size}px, {args.epochs} epochs, expand x10 {args.expand}; "
+        f"{args.frames} x {args.size}px, {args.epochs} epochs, expand x10 {args.expand}, "
+        f"subtract first frame {args.subtract_first}; "
         f"data {made:.0f} s, total {seconds:.0f} s"
     )
     print("| model | LOSO accuracy | UF1 | UAR | chance |\n| --- | --- | --- | --- | --- |")

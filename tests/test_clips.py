@@ -155,3 +155,11 @@ def test_experiment_config_carries_clip_options():
     assert cfg.clip.expand and cfg.clip.num_frames == 8
     with pytest.raises(ValueError, match="windw"):
         ExperimentConfig.model_validate({"clip": {"windw": 3}})
+
+
+def test_subtract_first_leaves_the_motion_only():
+    clip = ramp_clip(6)
+    cfg = ClipConfig(subtract_first=True)
+    x = ClipDataset([clip], torch.tensor([0]), 6, 3, False, cfg, scaling="raw")[0][0]
+    assert torch.equal(x[:, 0], torch.zeros_like(x[:, 0]))
+    assert float(x[0, 5, 0, 0]) == 5 * STEP

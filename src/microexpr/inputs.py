@@ -134,6 +134,9 @@ class ClipConfig(BaseModel):
         middle) or is ``resample``-d to the length. Shorter clips are always resampled.
     resample: ``linear`` or ``tim`` (preprocess.temporal).
     gray: read frames as gray (seed S3 greys its input); repeated to the model's channels.
+    subtract_first: frame clips become differences from their first frame (after scaling):
+        the subject's appearance cancels and the motion remains. Not in seed S3 (off in its
+        configs); the small synthetic runs of docs/models3d.md show why it is offered.
     expand: seed S3's x10 training set: original and mirror, each also rotated by ``angles``.
     flow_reference: flow clips hold the flow from the first frame (``onset``: displacement so
         far) or from the ``previous`` frame (velocity); see docs/models3d.md.
@@ -148,6 +151,7 @@ class ClipConfig(BaseModel):
     longer: Literal["window", "resample"] = "window"
     resample: Method = "linear"
     gray: bool = False
+    subtract_first: bool = False
     expand: bool = False
     angles: tuple[float, ...] = (5.0, -5.0, 10.0, -10.0)
     flow_reference: Literal["onset", "previous"] = "onset"
@@ -316,6 +320,8 @@ class ClipDataset(Dataset):
         array = clip.astype(np.float32).transpose(3, 0, 1, 2)  # (C, T, H, W)
         if not self.flow:
             array = scale_array(_match_channels(array, self.in_chans), self.scaling)
+            if self.cfg.subtract_first:
+                array = array - array[:, :1]
         return torch.from_numpy(np.ascontiguousarray(array)), self.targets[item]
 
 
