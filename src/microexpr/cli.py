@@ -316,6 +316,75 @@ def synth(
     )
 
 
+@app.command("prepare")
+def prepare_command(
+    dataset: Annotated[str, typer.Argument(help="reader name (see `microexpr datasets list`)")],
+    path: Annotated[str, typer.Argument(help="the database folder, as distributed")],
+    out: Annotated[str, typer.Option(help="Cache root; results go to OUT/<config-hash>/.")],
+    pipeline: Annotated[
+        str, typer.Option(help="flow_image, apex_face, face_clip or flow_clip.")
+    ] = "flow_image",
+    size: Annotated[
+        int | None,
+        typer.Option(
+            help="Output side (default: 28 flow image, 224 face, 128 face clip, 112 flow clip)."
+        ),
+    ] = None,
+    face_size: Annotated[int, typer.Option(help="Aligned face side for flow/spotting.")] = 128,
+    region: Annotated[
+        str | None, typer.Option(help="apex_face: crop a region (mouth, eyes, brows, nose).")
+    ] = None,
+    gray: Annotated[bool, typer.Option(help="One-channel face outputs.")] = False,
+    frames: Annotated[int, typer.Option(help="Clip pipelines: frames per clip.")] = 16,
+    resample: Annotated[str, typer.Option(help="Clip resampling: linear or tim.")] = "linear",
+    flow: Annotated[str, typer.Option(help="Flow method: tvl1 or farneback.")] = "tvl1",
+    apex: Annotated[
+        str, typer.Option(help="Apex when not coded: seed002, flow or middle.")
+    ] = "seed002",
+    magnify: Annotated[float, typer.Option(help="Eulerian magnification factor (0: off).")] = 0.0,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Try earlier failures again.")] = False,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="reader option KEY=VALUE (repeatable)"),
+    ] = None,
+    show: Annotated[int, typer.Option(help="Failures to list.")] = 20,
+) -> None:
+    """Run a preprocessing pipeline over a database, in parallel, cached per sample.
+
+    A second run with the same settings reuses every finished sample; an interrupted run
+    resumes. Samples that fail (no face, unreadable frame) are listed and skipped.
+    """
+    from microexpr import datasets
+    from microexpr.preprocess.cache import prepare
+    from microexpr.preprocess.pipelines import PrepareConfig
+
+    samples = datasets.load(dataset, path, **_reader_options(option or []))
+    config = PrepareConfig(
+        pipeline=pipeline,
+        size=size,
+        face_size=face_size,
+        region=region,
+        gray=gray,
+        num_frames=frames,
+        resample=resample,
+        flow_method=flow,
+        apex_method=apex,
+        magnify_alpha=magnify,
+    )
+    report = prepare(samples, config, out, workers=workers, retry_failed=retry_failed)
+    for sample_id, reason in list(report.failed.items())[:show]:
+        console.print(f"failed {sample_id}: {reason}", markup=False, highlight=False)
+    if len(report.failed) > show:
+        console.print(f"... {len(report.failed) - show} more failures (--show N)")
+    console.print(
+        f"{pipeline}: {report.total} samples -> {report.directory}: {report.computed} computed, "
+        f"{report.reused} reused, {len(report.failed)} failed ({report.seconds:.1f} s)",
+        markup=False,
+        highlight=False,
+    )
+
+
 def main() -> None:
     """Entry point: known data and config errors print one line, not a traceback."""
     from microexpr.datasets.errors import DataError

@@ -358,19 +358,23 @@ def translation_to(reference: np.ndarray, frame: np.ndarray) -> tuple[float, flo
         return float(shift[0, 2]), float(shift[1, 2])
 
 
-def fourier_translate(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+def fourier_translate(image: np.ndarray, dx: float, dy: float, pad: int = 16) -> np.ndarray:
     """Image moved by (dx, dy) px by a phase ramp in the Fourier domain (float32).
 
     Unlike bilinear or cubic resampling it neither blurs nor changes the noise level by an
     amount that depends on the sub-pixel fraction, which matters when frames are compared
-    by pixel differences; content leaving one border re-enters at the opposite one.
+    by pixel differences. The image is mirrored outwards by ``pad`` px (plus the shift)
+    first, so the periodic extension the FFT assumes has no jump at the border to ring from.
     """
     from scipy import ndimage
 
-    data = image.astype(np.float32)
+    margin = pad + int(np.ceil(max(abs(dx), abs(dy))))
+    widths = ((margin, margin), (margin, margin)) + ((0, 0),) * (image.ndim - 2)
+    data = np.pad(image.astype(np.float64), widths, mode="reflect")  # float32 FFT: ~1 grey off
     spectrum = np.fft.fftn(data, axes=(0, 1))
     moved = ndimage.fourier_shift(spectrum, (dy, dx) + (0.0,) * (data.ndim - 2))
-    return np.real(np.fft.ifftn(moved, axes=(0, 1))).astype(np.float32)
+    out = np.real(np.fft.ifftn(moved, axes=(0, 1)))
+    return out[margin:-margin, margin:-margin].astype(np.float32)
 
 
 def stabilise(
@@ -389,8 +393,10 @@ def stabilise(
     out = []
     for i, frame in enumerate(frames):
         if motion == "translation":
-            dx, dy = (0.0, 0.0) if i == reference else translation_to(ref, frame)
-            out.append(fourier_translate(frame, dx, dy))
+            if i == reference:
+                out.append(frame.astype(np.float32))
+            else:
+                out.append(fourier_translate(frame, *translation_to(ref, frame)))
         elif motion == "euclidean":
             matrix = np.eye(2, 3) if i == reference else register_to(ref, frame)
             out.append(frame if i == reference else Alignment(matrix, (w, h)).apply(frame))

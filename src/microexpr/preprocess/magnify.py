@@ -10,6 +10,8 @@ added back. For Laplacian levels the reference's bound (its Fig. 6) is kept: a b
 representative wavelength lambda gets min(alpha, (lambda / delta / 8 - 1) * exaggeration)
 with delta = lambda_c / 8 / (1 + alpha), the finest and coarsest bands get zero, and the
 representative wavelength starts at diag / 3 for the coarsest band and halves per level.
+One change: the bound is clamped at zero (the reference's formula turns negative, i.e.
+inverts the motion, on fine bands when alpha is small).
 Colour frames are processed in YIQ with the chroma bands scaled by ``chroma_attenuation``.
 
 Written with OpenCV pyramids and NumPy/SciPy filters because no maintained Python library
@@ -95,7 +97,7 @@ def level_gains(
     for level in range(levels - 1, -1, -1):
         bound = (wavelength / delta / 8.0 - 1.0) * exaggeration
         if 0 < level < levels - 1:
-            gains[level] = min(alpha, bound)
+            gains[level] = max(0.0, min(alpha, bound))
         wavelength /= 2.0
     return gains
 

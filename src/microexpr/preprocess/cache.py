@@ -1,0 +1,214 @@
+"""Run a preprocessing pipeline over a dataset once, in parallel, and keep the results.
+
+Layout: ``<root>/<config-hash>/`` holds ``config.json`` (the resolved config, so a folder
+says what made it), one ``<sample-id>.npz`` per sample (plus ``<sample-id>.png`` for image
+pipelines, so a Sample can point at it like any face or flow image), and ``failures.json``
+(sample id -> reason). Any change to the config changes the hash, hence the folder: results
+made with different settings never mix.
+
+Each sample's file is written to a temporary name and renamed when complete, so an
+interrupted run leaves no half-written results, and the next run does only what is missing.
+Samples that failed (no face, unreadable frame) are recorded and skipped on later runs unless
+``retry_failed``; a failure never stops the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from microexpr.preprocess.pipelines import PrepareConfig, run_pipeline
+from microexpr.samples import Sample
+
+FORMAT_VERSION = 1  # bump when a pipeline's output changes for the same config
+IMAGE_PIPELINES = ("flow_image", "apex_face")
+
+
+def config_key(config: PrepareConfig) -> str:
+    """12 hex digits of SHA-256 over the resolved config and the cache format version."""
+    text = json.dumps({"format": FORMAT_VERSION, **config.as_dict()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def file_stem(sample_id: str) -> str:
+    """Sample id as a file name; ids with other characters get a hash suffix (no clashes)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", sample_id)
+    if safe == sample_id:
+        return safe
+    return f"{safe}-{hashlib.sha1(sample_id.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class FeatureCache:
+    """One config's folder of results under a cache root."""
+
+    root: Path
+    config: PrepareConfig
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.root) / config_key(self.config)
+
+    def path(self, sample_id: str) -> Path:
+        return self.directory / f"{file_stem(sample_id)}.npz"
+
+    def image_path(self, sample_id: str) -> Path:
+        return self.directory / f"{file_stem(sample_id)}.png"
+
+    def has(self, sample_id: str) -> bool:
+        return self.path(sample_id).is_file()
+
+    def load(self, sample_id: str) -> dict[str, np.ndarray]:
+        """The arrays a pipeline produced for one sample."""
+        path = self.path(sample_id)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: sample {sample_id!r} not prepared with this config")
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+
+    def failures(self) -> dict[str, str]:
+        """Sample id -> reason, for samples that failed (and have no result since)."""
+        path = self.directory / "failures.json"
+        if not path.is_file():
+            return {}
+        recorded = json.loads(path.read_text())
+        return {k: v for k, v in recorded.items() if not self.has(k)}
+
+    def as_samples(self, samples: Sequence[Sample]) -> list[Sample]:
+        """Samples whose ``path`` is their cached image (image pipelines), so the readers of
+        flow images or faces take them unchanged; samples without a result are left out."""
+        if self.config.pipeline not in IMAGE_PIPELINES:
+            raise ValueError(f"{self.config.pipeline} results are arrays, not images")
+        return [
+            replace(s, path=self.image_path(s.id))
+            for s in samples
+            if self.image_path(s.id).is_file()
+        ]
+
+    def write_config(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        record = {"key": config_key(self.config), "format": FORMAT_VERSION}
+        _write_atomic(
+            self.directory / "config.json",
+            json.dumps({**record, "config": self.config.as_dict()}, indent=2).encode(),
+        )
+
+    def write_failures(self, failures: dict[str, str]) -> None:
+        _write_atomic(
+            self.directory / "failures.json",
+            json.dumps(failures, indent=2, sort_keys=True).encode(),
+        )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _save(cache: FeatureCache, sample_id: str, arrays: dict[str, np.ndarray]) -> None:
+    """Image first, npz last: the npz's presence is what marks a sample done."""
+    if "image" in arrays:
+        ok, png = cv2.imencode(".png", arrays["image"])
+        if ok:
+            _write_atomic(cache.image_path(sample_id), png.tobytes())
+    path = cache.path(sample_id)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    os.replace(tmp, path)
+
+
+def process_one(sample: Sample, cache: FeatureCache) -> tuple[str, str | None]:
+    """Run the pipeline on one sample and store it: (id, None) or (id, failure reason)."""
+    cv2.setNumThreads(1)  # one process per core already
+    try:
+        arrays = run_pipeline(sample, cache.config)
+    except Exception as err:  # any failure is reported per sample, never fatal
+        return sample.id, f"{type(err).__name__}: {err}"
+    _save(cache, sample.id, arrays)
+    return sample.id, None
+
+
+@dataclass
+class PrepareReport:
+    """What one :func:`prepare` run did."""
+
+    directory: Path
+    total: int
+    computed: int = 0
+    reused: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def prepare(
+    samples: Sequence[Sample],
+    config: PrepareConfig,
+    root: str | Path,
+    workers: int | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> PrepareReport:
+    """Make every sample's result under ``root`` unless it is there already.
+
+    ``workers``: processes (default: all CPU cores; 1 runs in this process). Returns counts
+    and every failure (earlier runs' included), each as the sample id and the reason.
+    """
+    start = time.perf_counter()
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"sample id {duplicate!r} occurs twice: results would overwrite")
+    cache = FeatureCache(Path(root), config.resolved())
+    cache.write_config()
+    failures = cache.failures()
+    done = {s.id for s in samples if cache.has(s.id)}
+    todo = [s for s in samples if s.id not in done and (retry_failed or s.id not in failures)]
+    report = PrepareReport(cache.directory, len(samples), reused=len(done))
+    for sample in todo:
+        failures.pop(sample.id, None)
+    workers = max(1, workers or os.cpu_count() or 1)
+    bar = tqdm(total=len(todo), desc=f"prepare {config.pipeline}", disable=not progress)
+    try:
+        if workers == 1 or len(todo) <= 1:
+            results = (process_one(s, cache) for s in todo)
+            _collect(results, cache, failures, report, bar)
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+                futures = [pool.submit(process_one, s, cache) for s in todo]
+                _collect((f.result() for f in as_completed(futures)), cache, failures, report, bar)
+    finally:
+        bar.close()
+        cache.write_failures(failures)
+    report.failed = {s.id: failures[s.id] for s in samples if s.id in failures}
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _collect(
+    results: Iterable[tuple[str, str | None]],
+    cache: FeatureCache,
+    failures: dict[str, str],
+    report: PrepareReport,
+    bar: tqdm,
+) -> None:
+    """Tally results as they arrive; failures are saved at once so a crash keeps them."""
+    for sample_id, reason in results:
+        if reason is None:
+            report.computed += 1
+        else:
+            failures[sample_id] = reason
+            cache.write_failures(failures)
+        bar.update(1)
