@@ -160,6 +160,19 @@ def benchmark_composite(
     seed: Annotated[
         int, typer.Option(help="Seed for every fold's initialisation and batches.")
     ] = 0,
+    shuffle: Annotated[
+        bool, typer.Option(help="Shuffle each fold's training samples every epoch.")
+    ] = False,
+    group_by_label: Annotated[
+        bool,
+        typer.Option(
+            help="Without --shuffle, feed training samples grouped by class, as the published "
+            "STSTNet loop reads its label folders."
+        ),
+    ] = True,
+    ensemble: Annotated[
+        int, typer.Option(help="Models per fold, each seeded differently; probabilities averaged.")
+    ] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     engine: Annotated[
         str, typer.Option(help="auto, stacked (all folds at once) or per_fold.")
@@ -186,9 +199,18 @@ def benchmark_composite(
         name=f"MEGC2019 composite LOSO, {model}, {epochs} epochs",
         data=DataConfig(name="flow_images", root=data, taxonomy="composite3"),
         model=ModelConfig(name=model),
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device),
+        train=TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            shuffle=shuffle,
+            group_by_label=group_by_label,
+            device=device,
+        ),
         engine=engine,
         folds_per_call=folds_per_call,
+        ensemble=ensemble,
     )
     _print_metrics(run_experiment(cfg, Path(out)), out)
 

@@ -52,6 +52,7 @@ class ExperimentConfig(_Strict):
     # when the model and recipe allow, else one fold at a time.
     engine: Literal["auto", "per_fold", "stacked"] = "auto"
     folds_per_call: int = 0  # folds trained together by the stacked engine; 0 = all
+    ensemble: int = 1  # independently seeded models per fold, probabilities averaged
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

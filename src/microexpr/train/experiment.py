@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,27 @@ def _clip_fit_predict(
     )
 
 
+def ensembled(fit_predict: FitPredict, members: int) -> FitPredict:
+    """Train ``members`` independently seeded models per fold and average their probabilities.
+
+    Members are folds with the same indices under another name, so each gets its own seed
+    and the stacked engine trains all of them in one network. Nothing is chosen per member.
+    """
+
+    def fit_members(folds: list[Fold]) -> list[np.ndarray]:
+        copies = [replace(f, name=f"{f.name}~{k}") for f in folds for k in range(members)]
+        probs = fit_predict(copies)
+        return [np.mean(probs[i * members : (i + 1) * members], axis=0) for i in range(len(folds))]
+
+    return fit_members
+
+
+def group_by_label(fold: Fold, samples: list[Sample], classes: tuple[str, ...]) -> Fold:
+    """The fold with its training samples ordered by class (stable within a class)."""
+    train = sorted(fold.train, key=lambda i: classes.index(samples[i].label))
+    return replace(fold, train=tuple(train))
+
+
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, progress: bool = True) -> dict:
     """Run (or resume) an experiment into ``out_dir``; returns the metrics written there."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +196,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, progress: bool = True) 
     start = time.perf_counter()
     samples, classes = load_samples(cfg)
     folds = make_folds(cfg.protocol.name, samples, **cfg.protocol.options)
+    if cfg.train.group_by_label and not cfg.train.shuffle:
+        folds = [group_by_label(fold, samples, classes) for fold in folds]
     fit_predict, group = make_fit_predict(cfg, samples, classes, progress)
+    if cfg.ensemble > 1:
+        fit_predict = ensembled(fit_predict, cfg.ensemble)
     predictions = run_folds(samples, folds, fit_predict, classes, out_dir, group, progress)
     seconds = time.perf_counter() - start
     return write_report(predictions, classes, out_dir, config, seconds, title=cfg.name)

@@ -32,6 +32,9 @@ class TrainConfig(BaseModel):
     loss: str = "cross_entropy"
     loss_kwargs: dict = {}
     shuffle: bool = False  # the STSTNet loop feeds batches in file order
+    # Without shuffling, feed each fold's training samples grouped by class, as the
+    # published STSTNet loop does by reading its u_train/<label>/ folders one by one.
+    group_by_label: bool = False
     amp: bool = True  # mixed precision, used on CUDA only
     device: str = "auto"
     seed: int = 0
