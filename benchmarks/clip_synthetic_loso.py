@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from microexpr.config import ExperimentConfig
 from microexpr.datasets.replicas import write_layout
 from microexpr.datasets.synthetic import generate_clips
@@ -87,6 +89,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--shuffle-labels", action="store_true", help="control: permute emotions across clips"
+    )
     parser.add_argument("--out", default=None, help="result folder (default: temporary)")
     args = parser.parse_args()
 
@@ -101,6 +106,10 @@ def main() -> None:
         n_frames=args.clip_frames,
         amplitude=tuple(args.amplitude),
     )
+    if args.shuffle_labels:
+        shuffled = np.random.default_rng(args.seed).permutation([c.emotion for c in clips])
+        for clip, emotion in zip(clips, shuffled, strict=True):
+            clip.emotion = str(emotion)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "casme2"
         write_layout("casme2", clips, root)
@@ -112,7 +121,7 @@ def main() -> None:
         f"{args.model}: {len(clips)} clips, {args.subjects} subjects, classes "
         f"{'/'.join(emotions)}, {args.clip_frames} frames of {args.face_size}px -> "
         f"{args.frames} x {args.size}px, {args.epochs} epochs, expand x10 {args.expand}, "
-        f"subtract first frame {args.subtract_first}; "
+        f"subtract first frame {args.subtract_first}, shuffled labels {args.shuffle_labels}; "
         f"data {made:.0f} s, total {seconds:.0f} s"
     )
     print("| model | LOSO accuracy | UF1 | UAR | chance |\n| --- | --- | --- | --- | --- |")
