@@ -263,7 +263,7 @@ def demo(
     out_dir = Path(out)
     data_dir = out_dir / "data"
     with console.status("making synthetic flow images"):
-        write_flat(synthetic_flow_images(subjects, clips, seed=seed), data_dir)
+        write_flat(synthetic_flow_images(subjects, clips, seed=seed), data_dir, dataset="synthetic")
     cfg = ExperimentConfig(
         name=f"demo: synthetic LOSO, ststnet, {epochs} epochs",
         data=DataConfig(name="flow_images", root=str(data_dir), taxonomy="composite3"),

@@ -176,15 +176,29 @@ def write_flat(
     records: Sequence[FlowRecord],
     out: Path,
     classes: Sequence[str] = COMPOSITE_CLASSES,
-    dataset: str = "synthetic",
+    dataset: str | None = None,
 ) -> Path:
-    """Write the flat layout as published: ``{subject}_{clip} .png`` (with the space) + CSV."""
+    """Write the flat layout as published: ``{subject}_{clip} .png`` (with the space) + CSV.
+
+    ``dataset`` fills the CSV's database column; by default it is guessed from each subject
+    id, as the per-subject layout (which has no such column) is read.
+    """
     folder = out / FLOW_DIRS[0]
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for subject, clip, label, image in records:
         cv2.imwrite(str(folder / f"{subject}_{clip} .png"), image)
-        rows.append([dataset, subject, clip, classes.index(label), "", f"{subject}_{clip}.jpg", ""])
+        rows.append(
+            [
+                dataset or guess_database(subject),
+                subject,
+                clip,
+                classes.index(label),
+                "",
+                f"{subject}_{clip}.jpg",
+                "",
+            ]
+        )
     csv_path = out / "combined_3_class2_for_optical_flow.csv"
     columns = ["dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename"]
     pd.DataFrame(rows, columns=columns).to_csv(csv_path, index=False)

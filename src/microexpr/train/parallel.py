@@ -110,6 +110,9 @@ def train_folds_stacked(
     generator = torch.Generator(device).manual_seed(folds[0].seed(cfg.seed))
     net.train()
     longest = train_index.shape[1]
+    # As train_fold's loader: a last batch of a single sample is dropped each epoch.
+    lengths = train_mask.sum(1)
+    used = lengths - ((lengths > 1) & (lengths % cfg.batch_size == 1)).long()
     for _ in tqdm(range(cfg.epochs), desc=f"{len(folds)} folds", disable=not progress):
         if cfg.shuffle:  # each fold shuffles its own samples; padding stays at the end
             keys = torch.rand(train_mask.shape, generator=generator, device=device)
@@ -118,7 +121,8 @@ def train_folds_stacked(
             order = torch.arange(longest, device=device).expand_as(train_index)
         for start in range(0, longest, cfg.batch_size):
             cols = order[:, start : start + cfg.batch_size]
-            index, mask = train_index.gather(1, cols), train_mask.gather(1, cols)
+            positions = torch.arange(start, start + cols.shape[1], device=device)
+            index, mask = train_index.gather(1, cols), positions[None, :] < used[:, None]
             logits = net(images[index], mask, generator)
             losses = F.cross_entropy(
                 logits.flatten(0, 1), targets[index].flatten(), reduction="none"

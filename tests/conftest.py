@@ -1,0 +1,32 @@
+"""Shared fixtures: where the real data would be, and small flow-image sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSITE = REPO.parent / "shared" / "data" / "megc2019_composite"
+
+
+@pytest.fixture
+def composite_root() -> Path:
+    """The shared real MEGC2019 composite set; tests that need it skip when it is absent."""
+    if not (COMPOSITE / "combined_3_class2_for_optical_flow.csv").is_file():
+        pytest.skip(f"real composite data not found at {COMPOSITE}")
+    return COMPOSITE
+
+
+@pytest.fixture
+def flow_records() -> list[tuple[str, str, str, np.ndarray]]:
+    """Random 28x28 flow images for 6 subjects of three databases, every class per subject."""
+    rng = np.random.default_rng(0)
+    subjects = ["sub01", "sub02", "s1", "s02", "006", "017"]
+    classes = ["negative", "positive", "surprise"]
+    return [
+        (subject, f"clip{k}", classes[k % 3], rng.integers(0, 256, (28, 28, 3), dtype=np.uint8))
+        for subject in subjects
+        for k in range(4)
+    ]
