@@ -65,7 +65,7 @@ def translating_clip(amplitude: float, frames: int = 40, side: int = 128) -> np.
 def displacement(a: np.ndarray, b: np.ndarray) -> float:
     """Horizontal shift from a to b (ECC registration), away from the border."""
     inner = (slice(24, -24), slice(24, -24))
-    return -faces.translation_to(a[inner], b[inner])[0]
+    return -faces.register_to(a[inner], b[inner], "translation")[0, 2]
 
 
 def test_magnification_enlarges_a_small_motion_about_alpha_times():

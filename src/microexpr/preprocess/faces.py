@@ -319,43 +319,28 @@ def crop_region(
 
 
 def register_to(
-    reference: np.ndarray, frame: np.ndarray, mask: np.ndarray | None = None
+    reference: np.ndarray,
+    frame: np.ndarray,
+    motion: Literal["euclidean", "translation"] = "euclidean",
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """2x3 rigid map taking ``frame`` onto ``reference`` (warp the frame with it).
+    """2x3 map taking ``frame`` onto ``reference`` (warp the frame with it).
 
-    OpenCV's ECC (Euclidean motion: rotation + translation) on gray images; when ECC does not
-    converge, phase correlation gives a translation-only answer.
+    OpenCV's ECC on gray images, rotation + translation (``euclidean``) or ``translation``
+    only; when ECC does not converge, phase correlation gives a translation.
     """
     ref = to_gray(reference).astype(np.float32)
     img = to_gray(frame).astype(np.float32)
-    warp = np.eye(2, 3, dtype=np.float32)
+    kind = cv2.MOTION_EUCLIDEAN if motion == "euclidean" else cv2.MOTION_TRANSLATION
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
     try:
-        _, warp = cv2.findTransformECC(ref, img, warp, cv2.MOTION_EUCLIDEAN, criteria, mask, 5)
+        warp = np.eye(2, 3, dtype=np.float32)
+        _, warp = cv2.findTransformECC(ref, img, warp, kind, criteria, mask, 5)
         # ECC returns the map from reference coordinates into the frame; invert it.
         return cv2.invertAffineTransform(warp)
     except cv2.error:
-        return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) + _phase_shift(ref, img)
-
-
-def _phase_shift(ref: np.ndarray, img: np.ndarray) -> np.ndarray:
-    """2x3 translation-only correction from phase correlation (the frame moved by +d)."""
-    (dx, dy), _ = cv2.phaseCorrelate(ref, img)
-    return np.array([[0.0, 0.0, -dx], [0.0, 0.0, -dy]])
-
-
-def translation_to(reference: np.ndarray, frame: np.ndarray) -> tuple[float, float]:
-    """(dx, dy) that moves ``frame`` onto ``reference``: ECC, translation only."""
-    ref = to_gray(reference).astype(np.float32)
-    img = to_gray(frame).astype(np.float32)
-    warp = np.eye(2, 3, dtype=np.float32)
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
-    try:
-        _, warp = cv2.findTransformECC(ref, img, warp, cv2.MOTION_TRANSLATION, criteria, None, 5)
-        return -float(warp[0, 2]), -float(warp[1, 2])
-    except cv2.error:
-        shift = _phase_shift(ref, img)
-        return float(shift[0, 2]), float(shift[1, 2])
+        (dx, dy), _ = cv2.phaseCorrelate(ref, img)
+        return np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy]])
 
 
 def fourier_translate(image: np.ndarray, dx: float, dy: float, pad: int = 16) -> np.ndarray:
@@ -388,20 +373,19 @@ def stabilise(
     ``translation``: ECC translation, moved by :func:`fourier_translate`; float32 output.
     Use it when frames are compared pixel by pixel (apex spotting).
     """
+    if motion not in ("translation", "euclidean"):
+        raise ValueError(f"motion must be 'translation' or 'euclidean', not {motion!r}")
     ref = frames[reference]
     h, w = ref.shape[:2]
     out = []
     for i, frame in enumerate(frames):
-        if motion == "translation":
-            if i == reference:
-                out.append(frame.astype(np.float32))
-            else:
-                out.append(fourier_translate(frame, *translation_to(ref, frame)))
-        elif motion == "euclidean":
-            matrix = np.eye(2, 3) if i == reference else register_to(ref, frame)
-            out.append(frame if i == reference else Alignment(matrix, (w, h)).apply(frame))
+        if i == reference:
+            out.append(frame.astype(np.float32) if motion == "translation" else frame)
+        elif motion == "translation":
+            dx, dy = register_to(ref, frame, "translation")[:, 2]
+            out.append(fourier_translate(frame, dx, dy))
         else:
-            raise ValueError(f"motion must be 'translation' or 'euclidean', not {motion!r}")
+            out.append(Alignment(register_to(ref, frame), (w, h)).apply(frame))
     return out
 
 
