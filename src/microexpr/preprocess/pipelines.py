@@ -81,6 +81,7 @@ class PrepareConfig:
         return replace(self, size=self.size or DEFAULT_SIZE[self.pipeline])
 
     def as_dict(self) -> dict:
+        """Resolved settings as plain data (hashed for the cache folder, saved beside it)."""
         return asdict(self.resolved())
 
 
