@@ -145,21 +145,27 @@ def test_stacked_fold_model_is_a_plain_ststnet():
         assert torch.allclose(together[i], net(x), atol=1e-4)
 
 
-def _config(root: Path, **train) -> ExperimentConfig:
+def _config(root: Path, engine: str = "auto", **train) -> ExperimentConfig:
     return ExperimentConfig(
         data=DataConfig(root=str(root)),
         train=TrainConfig(epochs=3, batch_size=16, lr=1e-3, device="cpu", **train),
+        engine=engine,
         folds_per_call=1,
     )
 
 
-def test_interrupted_run_resumes_to_identical_results(tmp_path, flow_records, monkeypatch):
+@pytest.mark.parametrize(
+    ("engine", "trainer"), [("stacked", "train_folds_stacked"), ("per_fold", "train_fold")]
+)
+def test_interrupted_run_resumes_to_identical_results(
+    tmp_path, flow_records, monkeypatch, engine, trainer
+):
     root = write_flat(flow_records, tmp_path / "data").parent
-    cfg = _config(root)
+    cfg = _config(root, engine)
     reference = run_experiment(cfg, tmp_path / "straight", progress=False)
 
     calls = {"n": 0}
-    real = experiment.train_folds_stacked
+    real = getattr(experiment, trainer)
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
@@ -167,11 +173,11 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path, flow_records, mo
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, "train_folds_stacked", interrupted)
+    monkeypatch.setattr(experiment, trainer, interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, tmp_path / "resumed", progress=False)
     assert len(list((tmp_path / "resumed" / "folds").glob("*.csv"))) == 2
-    monkeypatch.setattr(experiment, "train_folds_stacked", real)
+    monkeypatch.setattr(experiment, trainer, real)
     resumed = run_experiment(cfg, tmp_path / "resumed", progress=False)
 
     assert resumed["overall"] == reference["overall"]

@@ -26,7 +26,7 @@ from microexpr.inputs import (
 from microexpr.samples import Sample
 from microexpr.train.parallel import supports_stacking, train_folds_stacked
 from microexpr.train.protocols import FitPredict, Fold, make_folds, run_folds
-from microexpr.train.trainer import predict_proba, train_fold
+from microexpr.train.trainer import predict_proba, resolve_device, train_fold
 
 
 def load_samples(cfg: ExperimentConfig) -> tuple[list[Sample], tuple[str, ...]]:
@@ -75,8 +75,12 @@ def make_fit_predict(
             raise ValueError("the stacked engine runs ststnet only, not clip models")
         return _clip_fit_predict(cfg, samples, targets, len(classes), in_chans, progress), 1
     images = load_images(samples, info, in_chans, cfg.model.input_size, cfg.model.scaling, progress)
+    # Stacking pays on a GPU (one launch-bound step for all folds); on a CPU the folds'
+    # convolutions cost the same either way and one fold at a time is faster (BENCHMARKS.md).
     stacked = cfg.engine == "stacked" or (
-        cfg.engine == "auto" and supports_stacking(cfg.model.name, cfg.train)
+        cfg.engine == "auto"
+        and resolve_device(cfg.train.device).type == "cuda"
+        and supports_stacking(cfg.model.name, cfg.train)
     )
     if stacked:
         if not supports_stacking(cfg.model.name, cfg.train):
