@@ -272,3 +272,25 @@ def test_composite_benchmark_smoke_on_real_data(composite_root, tmp_path):
         "smic": 164,
     }
     assert len(list((tmp_path / "folds").glob("*.csv"))) == 68
+
+
+def test_plateau_validation_holds_out_whole_training_subjects(tmp_path, flow_records, monkeypatch):
+    from microexpr.train import trainer
+    from microexpr.train.schedule import PlateauConfig
+
+    seen = []
+    real = trainer.validation_split
+
+    def spy(n, fraction, seed, labels=None, groups=None):
+        fit, val = real(n, fraction, seed, labels, groups)
+        seen.append((list(groups), fit, val))
+        return fit, val
+
+    monkeypatch.setattr(trainer, "validation_split", spy)
+    root = write_flat(flow_records, tmp_path / "data").parent
+    cfg = _config(root, "per_fold", plateau=PlateauConfig(val_fraction=0.25, patience=1))
+    run_experiment(cfg, tmp_path / "out", progress=False)
+    assert len(seen) == 6  # one split per LOSO fold
+    for groups, fit, val in seen:
+        assert len(set(groups)) == 5  # the five training subjects, never the test subject
+        assert not {groups[i] for i in fit} & {groups[i] for i in val}

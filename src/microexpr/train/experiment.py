@@ -23,7 +23,7 @@ from microexpr.inputs import (
     load_clips,
     load_images,
 )
-from microexpr.samples import Sample
+from microexpr.samples import Sample, subject_key
 from microexpr.train.parallel import supports_stacking, train_folds_stacked
 from microexpr.train.protocols import FitPredict, Fold, make_folds, run_folds
 from microexpr.train.trainer import predict_proba, resolve_device, train_fold
@@ -96,7 +96,7 @@ def make_fit_predict(
     def data(indices: list[int], train: bool) -> tuple[torch.Tensor, ...] | torch.Tensor:
         return (images[indices], targets[indices]) if train else images[indices]
 
-    return _per_fold(cfg, data, len(classes), in_chans, progress), 1
+    return _per_fold(cfg, data, _subjects(samples), len(classes), in_chans, progress), 1
 
 
 # Training (train=True) or test data of the given sample indices, as train_fold and
@@ -104,15 +104,23 @@ def make_fit_predict(
 FoldData = Callable[[list[int], bool], Dataset | tuple[torch.Tensor, ...] | torch.Tensor]
 
 
+def _subjects(samples: list[Sample]) -> list[str]:
+    return [subject_key(s) for s in samples]
+
+
 def _per_fold(
     cfg: ExperimentConfig,
     data: FoldData,
+    subjects: list[str],
     num_classes: int,
     in_chans: int,
     progress: bool,
     **model_defaults,
 ) -> FitPredict:
-    """Train a fresh model on each fold's training data and predict its test data."""
+    """Train a fresh model on each fold's training data and predict its test data.
+
+    ``subjects`` (one per sample) let a validation split hold out whole training subjects.
+    """
 
     def fit_one(folds: list[Fold]) -> list[np.ndarray]:
         results = []
@@ -122,7 +130,13 @@ def _per_fold(
             model = build_model(cfg, num_classes, in_chans, **model_defaults)
             train, test = list(fold.train), list(fold.test)
             train_fold(
-                model, data(train, True), fold_cfg, num_classes, progress=progress, desc=fold.name
+                model,
+                data(train, True),
+                fold_cfg,
+                num_classes,
+                groups=[subjects[i] for i in train],
+                progress=progress,
+                desc=fold.name,
             )
             results.append(
                 predict_proba(model, data(test, False), cfg.train.batch_size, cfg.train.device)
@@ -161,7 +175,14 @@ def _clip_fit_predict(
         )
 
     return _per_fold(
-        cfg, data, num_classes, in_chans, progress, num_frames=num_frames, input_size=size
+        cfg,
+        data,
+        _subjects(samples),
+        num_classes,
+        in_chans,
+        progress,
+        num_frames=num_frames,
+        input_size=size,
     )
 
 

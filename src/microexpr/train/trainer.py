@@ -97,6 +97,12 @@ def train_fold(
         labels = train_set[1].tolist()
         train_set = TensorDataset(*train_set)
     val_set = None
+    if groups is not None and len(train_set) != len(groups):
+        # An expanded set (ClipDataset's x10 copies) is copy-major: copy k of sample i sits
+        # at k * n + i, so every copy keeps its subject and stays on its side of the split.
+        if len(train_set) % len(groups):
+            raise ValueError(f"{len(groups)} groups for {len(train_set)} training samples")
+        groups = list(groups) * (len(train_set) // len(groups))
     if cfg.plateau is not None:
         fit, val = validation_split(
             len(train_set), cfg.plateau.val_fraction, cfg.seed, labels, groups
