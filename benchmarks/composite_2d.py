@@ -76,8 +76,6 @@ def main() -> None:
     args = parser.parse_args()
     if not Path(args.data).is_dir():
         raise SystemExit(f"no composite data at {args.data}")
-    if args.device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick kernels once
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     lines = [
         "| seed | model | epochs | input | Full UF1 | Full UAR | CASME II UF1 | CASME II UAR "
