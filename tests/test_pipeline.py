@@ -294,3 +294,14 @@ def test_plateau_validation_holds_out_whole_training_subjects(tmp_path, flow_rec
     for groups, fit, val in seen:
         assert len(set(groups)) == 5  # the five training subjects, never the test subject
         assert not {groups[i] for i in fit} & {groups[i] for i in val}
+
+
+def test_composite_config_file_is_the_benchmark_command():
+    from microexpr.config import load_config
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "composite_ststnet.yaml")
+    defaults = TrainConfig()
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (800, 256, 5e-5)
+    assert (cfg.train.shuffle, cfg.train.group_by_label) == (False, True)
+    assert cfg.train.optimizer == defaults.optimizer and cfg.train.loss == defaults.loss
+    assert cfg.model.name == "ststnet" and cfg.data.taxonomy == "composite3"
