@@ -102,3 +102,8 @@ def test_every_registered_clip_reader_has_a_writer():
     # flow_images has its writers beside its reader; image_folder is a generic class-folder
     # layout, not a database's own.
     assert set(names()) - {"flow_images", "image_folder"} == set(WRITERS)
+
+
+def test_a_misspelt_quirk_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown quirk"):
+        write_layout("samm", clips_for("samm"), tmp_path, bogus=1)

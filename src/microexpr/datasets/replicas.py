@@ -8,8 +8,9 @@ apex_source, aus, n_frames`` (+ ``usage`` for FER2013). onset/apex/offset are in
 frames written, after the documented repairs, so ``load(name, out)`` must match them exactly.
 
 Quirks are keyword arguments. Count quirks (``missing_apex=2``) apply to that many clips, each
-quirk to its own clips, in order; the rest are switches or versions. :data:`QUIRKS` lists them
-per database; an unknown one is a TypeError.
+quirk to its own clips, in order; the rest are switches or versions. Each writer's docstring
+lists those that apply to its database; :data:`COUNT_QUIRKS` holds every count quirk, and a
+name outside it is a ValueError naming the known ones.
 """
 
 from __future__ import annotations
@@ -125,8 +126,28 @@ def _plan_frames(entry: Entry, start: int) -> Planned:
     return Planned(files, numbers[on], apex_cell, offset_cell, truth)
 
 
+# Count quirks the writers understand (each writer's docstring says which apply to it).
+COUNT_QUIRKS = frozenset(
+    {
+        "relative_folder",
+        "apex_equals_onset",
+        "apex_equals_offset",
+        "missing_frame",
+        "missing_apex_frame",
+        "missing_apex",
+        "offset_zero",
+        "missing_offset",
+        "multi_me",
+        "upper_clip",
+    }
+)
+
+
 def _assign(entries: list[Entry], counts: dict[str, int]) -> None:
-    """Give each count quirk to its own entries, in order."""
+    """Give each count quirk to its own entries, in order; a misspelt quirk is an error."""
+    unknown = set(counts) - COUNT_QUIRKS
+    if unknown:
+        raise ValueError(f"unknown quirk(s) {sorted(unknown)}; known: {sorted(COUNT_QUIRKS)}")
     slots = iter(entries)
     for name, count in counts.items():
         for _ in range(count):
