@@ -33,11 +33,6 @@ class Sample:
         return replace(self, label=label)
 
 
-def subjects_of(samples: list[Sample]) -> list[str]:
-    """Distinct subject keys (dataset-qualified, so ``casme2/sub01`` never meets ``samm/006``)."""
-    return sorted({subject_key(s) for s in samples})
-
-
 def subject_key(sample: Sample) -> str:
     """Subject identity across databases: the same id in two databases is two people."""
     return f"{sample.dataset}/{sample.subject}"
