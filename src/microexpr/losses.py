@@ -130,8 +130,9 @@ class IslandLoss(CentreLoss):
     def pair_term(self) -> torch.Tensor:
         unit = F.normalize(self.centres, dim=1)
         cosine = unit @ unit.T
-        off_diagonal = ~torch.eye(len(unit), dtype=torch.bool, device=unit.device)
-        return (cosine[off_diagonal] + 1.0).sum()
+        diagonal = torch.eye(len(unit), dtype=torch.bool, device=unit.device)
+        # masked_fill, not boolean indexing: no host sync, so a CUDA graph can capture it
+        return (cosine + 1.0).masked_fill(diagonal, 0.0).sum()
 
     def forward(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return super().forward(features, target) + self.lambda1 * self.pair_term()

@@ -75,9 +75,8 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     n, channels, height, width = shape[0], shape[1], shape[-2], shape[-1]
     device = x.device
     if cfg.grayscale and channels == 3:
-        weights = torch.tensor(_GRAY_BGR, device=device, dtype=x.dtype)
-        weights = weights.view(1, 3, *([1] * (x.dim() - 2)))
-        gray = (x * weights).sum(1, keepdim=True).expand_as(x)
+        # Python-float weights: no host-to-device copy, so a CUDA graph can capture this.
+        gray = sum(x[:, c : c + 1] * w for c, w in enumerate(_GRAY_BGR)).expand_as(x)
         pick = (torch.rand(n, device=device) < cfg.grayscale).view(n, *([1] * (x.dim() - 1)))
         x = torch.where(pick, gray, x)
     frames = x.reshape(n, -1, height, width)  # a clip's frames share its draw

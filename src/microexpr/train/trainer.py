@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from microexpr.losses import create_loss
 from microexpr.train.augment import AugmentConfig, augment_batch
+from microexpr.train.graphs import GraphedStep
 from microexpr.train.schedule import PlateauConfig, validation_split
 
 
@@ -36,6 +37,9 @@ class TrainConfig(BaseModel):
     # published STSTNet loop does by reading its u_train/<label>/ folders one by one.
     group_by_label: bool = False
     amp: bool = True  # mixed precision, used on CUDA only
+    # Replay each full training batch's step as a CUDA graph (train/graphs.py); CUDA only,
+    # with bfloat16 autocast instead of float16 and loss scaling. Pays on launch-bound models.
+    cuda_graph: bool = False
     device: str = "auto"
     seed: int = 0
     num_workers: int = 0
@@ -56,13 +60,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params, cfg: TrainConfig, capturable: bool = False) -> torch.optim.Optimizer:
+    """``capturable``: Adam keeps its step count on the device, as a CUDA graph needs."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
     optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay, capturable=capturable)
 
 
 def param_groups(model: nn.Module, criterion: nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -111,7 +116,8 @@ def train_fold(
     criterion = criterion or create_loss(cfg.loss, num_classes, **cfg.loss_kwargs)
     model.to(device).train()
     criterion.to(device)
-    optimizer = make_optimizer(param_groups(model, criterion, cfg), cfg)
+    graphed = cfg.cuda_graph and device.type == "cuda"
+    optimizer = make_optimizer(param_groups(model, criterion, cfg), cfg, capturable=graphed)
     scheduler = None
     if cfg.plateau is not None:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -132,21 +138,40 @@ def train_fold(
         drop_last=len(train_set) > 1 and len(train_set) % cfg.batch_size == 1,
     )
     use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if graphed:
+        step = GraphedStep(model, criterion, optimizer, _loss, cfg.batch_size, cfg.augment, use_amp)
+    else:
+        step = _eager_step(model, criterion, optimizer, cfg.augment, device, use_amp)
     for _ in tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False):
         for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if cfg.augment is not None:
-                x = augment_batch(x, cfg.augment)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = _loss(criterion, model(x), y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
         if scheduler is not None:
             scheduler.step(_mean_loss(model, criterion, val_set, cfg.batch_size, device, use_amp))
     return model
+
+
+def _eager_step(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    augment: AugmentConfig | None,
+    device: torch.device,
+    use_amp: bool,
+) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """One training step per call: float16 autocast with loss scaling when ``use_amp``."""
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        if augment is not None:
+            x = augment_batch(x, augment)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=use_amp):
+            loss = _loss(criterion, model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
 
 
 @torch.no_grad()
