@@ -1,7 +1,8 @@
 """Honest composite LOSO of the 2-D seed models on the real MEGC2019 composite apex faces.
 
 Runs configs/seed000_composite.yaml (DenseNet-201 + ECA), seed001_composite.yaml
-(PSA-ResNet50 + island loss) and seed002_composite.yaml (SE-ResNeXt-50 + focal loss): all 68
+(PSA-ResNet50 + island loss) and seed002_composite.yaml (SE-ResNeXt-50 + focal loss), or
+seed002_flow (seed002_composite_flow.yaml: the same on the flow images): all 68
 leave-one-subject-out folds, a fixed number of epochs, nothing chosen on a test fold. Each
 model writes the standard result folder (folds/, predictions.csv, metrics.json, report.md,
 confusion.png) under --out, and resumes there if interrupted. Prints a markdown table of
@@ -30,10 +31,10 @@ from microexpr.train.protocols import make_folds, run_folds
 from microexpr.train.trainer import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
+# seed000, seed001, seed002 (apex faces) and seed002_flow (flow images)
 CONFIGS = {
-    "seed000": ROOT / "configs" / "seed000_composite.yaml",
-    "seed001": ROOT / "configs" / "seed001_composite.yaml",
-    "seed002": ROOT / "configs" / "seed002_composite.yaml",
+    path.stem.replace("_composite", ""): path
+    for path in sorted((ROOT / "configs").glob("seed00[012]_composite*.yaml"))
 }
 DATABASES = ("casme2", "samm", "smic")
 
@@ -77,7 +78,9 @@ def row(name: str, cfg: ExperimentConfig, metrics: dict, seconds: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="seed000,seed001,seed002", help="comma-separated")
+    parser.add_argument(
+        "--models", default="seed000,seed001,seed002", help=f"comma-separated: {', '.join(CONFIGS)}"
+    )
     parser.add_argument("--epochs", type=int, default=0, help="0 = the config's")
     parser.add_argument("--batch-size", type=int, default=0, help="0 = the config's")
     parser.add_argument("--input-size", type=int, default=0, help="0 = the config's")

@@ -11,9 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
+from microexpr import models
 from microexpr.config import ExperimentConfig, load_config
+from microexpr.datasets.flow_images import write_flat
 from microexpr.datasets.synthetic import write_synthetic
-from microexpr.train.experiment import run_experiment
+from microexpr.inputs import load_images
+from microexpr.train.experiment import load_samples, model_info, run_experiment
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("seed00[012]_*.yaml"))
 
@@ -55,6 +58,7 @@ def test_every_seed_config_is_here():
     stems = {p.stem for p in CONFIGS}
     assert {"seed000_expression4", "seed001_fer2013", "seed001_ckplus", "seed002_casme2"} <= stems
     assert {"seed000_composite", "seed001_composite", "seed002_composite"} <= stems
+    assert "seed002_composite_flow" in stems
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -69,3 +73,27 @@ def test_seed_config_trains_one_epoch_on_synthetic_data(path, tmp_path):
     assert len(predictions) == metrics["overall"]["n"] > 0
     assert 0.0 <= metrics["overall"]["accuracy"] <= 1.0
     assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_model_input_kind_reads_the_flow_images_in_place_of_the_faces(tmp_path, flow_records):
+    """seed002_composite_flow.yaml's switch: a face model reads exactly what STSTNet reads."""
+    write_flat(flow_records, tmp_path)
+    faces = tmp_path / "combined_datasets_whole"
+    faces.mkdir()
+    for subject, clip, _, _ in flow_records:
+        cv2.imwrite(str(faces / f"{subject}_{clip}.jpg"), np.full((28, 28, 3), 200, np.uint8))
+    raw = {"data": {"root": str(tmp_path)}, "model": {"name": "se_resnext50_32x4d"}}
+    cfg = ExperimentConfig.model_validate(raw)
+    samples, _ = load_samples(cfg)
+    face_images = load_images(samples, model_info(cfg), 3, 28)
+    raw["model"]["input_kind"] = "flow_image"
+    flow_images = load_images(samples, model_info(ExperimentConfig.model_validate(raw)), 3, 28)
+    assert torch.allclose(face_images, face_images[0, 0, 0, 0], atol=3)  # the grey faces
+    assert torch.equal(flow_images, load_images(samples, models.info("ststnet"), 3, 28))
+    assert flow_images.std() > 10
+
+
+def test_model_input_kind_is_refused_for_a_clip_model():
+    raw = {"model": {"name": "c3d_vgg", "input_kind": "flow_image"}}
+    with pytest.raises(ValueError, match="clip model"):
+        model_info(ExperimentConfig.model_validate(raw))

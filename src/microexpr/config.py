@@ -32,6 +32,9 @@ class ModelConfig(_Strict):
     input_size: int | None = None
     scaling: Scaling = "raw"
     weights: str | None = None  # local file of pretrained weights (never downloaded)
+    # What a 2-D model reads, in place of the kind it is registered with: e.g. the flow
+    # images for a face model (apex_image) or the apex faces for a flow model.
+    input_kind: Literal["flow_image", "apex_image", "image"] | None = None
 
 
 class ProtocolConfig(_Strict):

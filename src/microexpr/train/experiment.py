@@ -63,11 +63,21 @@ def build_model(
     return model
 
 
+def model_info(cfg: ExperimentConfig) -> models.ModelInfo:
+    """The configured model's registry entry, reading ``model.input_kind`` if one is set."""
+    info = models.info(cfg.model.name)
+    if cfg.model.input_kind is None:
+        return info
+    if info.input_kind in CLIP_KINDS:
+        raise ValueError(f"{info.name} is a clip model; model.input_kind is for 2-D models")
+    return replace(info, input_kind=cfg.model.input_kind)
+
+
 def make_fit_predict(
     cfg: ExperimentConfig, samples: list[Sample], classes: tuple[str, ...], progress: bool
 ) -> tuple[FitPredict, int]:
     """The callable that trains and predicts a group of folds, and the group size to use."""
-    info = models.info(cfg.model.name)
+    info = model_info(cfg)
     in_chans = cfg.model.in_chans or info.in_chans
     targets = encode_labels(samples, classes)
     if info.input_kind in CLIP_KINDS:
