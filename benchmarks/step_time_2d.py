@@ -22,7 +22,7 @@ from microexpr import models
 from microexpr.config import load_config
 from microexpr.losses import create_loss
 from microexpr.train.graphs import GraphedStep
-from microexpr.train.trainer import _eager_step, _loss, make_optimizer, param_groups
+from microexpr.train.trainer import eager_step, make_optimizer, param_groups, training_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ("seed000", "seed001", "seed002")
@@ -37,9 +37,9 @@ def step_ms(seed: str, graphed: bool, steps: int, repeats: int, batch: int, size
     criterion = create_loss(cfg.train.loss, 3, **cfg.train.loss_kwargs).cuda()
     optimizer = make_optimizer(param_groups(model, criterion, cfg.train), cfg.train, graphed)
     if graphed:
-        step = GraphedStep(model, criterion, optimizer, _loss, batch, cfg.train.augment)
+        step = GraphedStep(model, criterion, optimizer, training_loss, batch, cfg.train.augment)
     else:
-        step = _eager_step(
+        step = eager_step(
             model, criterion, optimizer, cfg.train.augment, torch.device("cuda"), True
         )
     x = torch.randn(batch, 3, size, size, device="cuda")

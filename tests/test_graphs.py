@@ -11,7 +11,7 @@ from microexpr import models
 from microexpr.losses import create_loss
 from microexpr.train.augment import AugmentConfig
 from microexpr.train.graphs import GraphedStep
-from microexpr.train.trainer import TrainConfig, _loss, make_optimizer, train_fold
+from microexpr.train.trainer import TrainConfig, make_optimizer, train_fold, training_loss
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -55,7 +55,7 @@ def test_graphed_steps_train_as_eager_steps_through_an_lr_change():
         criterion = nn.CrossEntropyLoss()
         cfg = TrainConfig(lr=1e-2)
         optimizer = make_optimizer(model.parameters(), cfg, capturable=True)
-        step = GraphedStep(model, criterion, optimizer, _loss, 8, amp=False, warmup=2)
+        step = GraphedStep(model, criterion, optimizer, training_loss, 8, amp=False, warmup=2)
         for epoch in range(8):
             if epoch == 5:
                 for group in optimizer.param_groups:

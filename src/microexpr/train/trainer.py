@@ -139,9 +139,11 @@ def train_fold(
     )
     use_amp = cfg.amp and device.type == "cuda"
     if graphed:
-        step = GraphedStep(model, criterion, optimizer, _loss, cfg.batch_size, cfg.augment, use_amp)
+        step = GraphedStep(
+            model, criterion, optimizer, training_loss, cfg.batch_size, cfg.augment, use_amp
+        )
     else:
-        step = _eager_step(model, criterion, optimizer, cfg.augment, device, use_amp)
+        step = eager_step(model, criterion, optimizer, cfg.augment, device, use_amp)
     for _ in tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False):
         for x, y in loader:
             step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
@@ -150,7 +152,7 @@ def train_fold(
     return model
 
 
-def _eager_step(
+def eager_step(
     model: nn.Module,
     criterion: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -166,7 +168,7 @@ def _eager_step(
             x = augment_batch(x, augment)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, enabled=use_amp):
-            loss = _loss(criterion, model(x), y)
+            loss = training_loss(criterion, model(x), y)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -189,13 +191,13 @@ def _mean_loss(
     for x, y in DataLoader(data, batch_size=batch_size):
         x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, enabled=use_amp):
-            total += float(_loss(criterion, model(x), y)) * len(y)
+            total += float(training_loss(criterion, model(x), y)) * len(y)
         count += len(y)
     model.train()
     return total / count
 
 
-def _loss(criterion: nn.Module, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def training_loss(criterion: nn.Module, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     # Feature-based losses (centre, island) take features too; models expose them by
     # returning (logits, features), which plain cross-entropy never sees.
     if isinstance(logits, tuple):
