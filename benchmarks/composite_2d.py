@@ -25,9 +25,7 @@ from pathlib import Path
 import torch
 
 from microexpr.config import ExperimentConfig, load_config
-from microexpr.evaluate.report import write_report
-from microexpr.train.experiment import load_samples, make_fit_predict, run_experiment
-from microexpr.train.protocols import make_folds, run_folds
+from microexpr.train.experiment import run_experiment
 from microexpr.train.trainer import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,18 +51,6 @@ def configure(name: str, args: argparse.Namespace) -> ExperimentConfig:
     if args.max_folds:
         raw["name"] += f" (first {args.max_folds} folds)"
     return ExperimentConfig.model_validate(raw)
-
-
-def run_some_folds(cfg: ExperimentConfig, out_dir: Path, max_folds: int) -> dict:
-    """run_experiment on the first ``max_folds`` LOSO folds only (smoke runs)."""
-    start = time.perf_counter()
-    samples, classes = load_samples(cfg)
-    folds = make_folds(cfg.protocol.name, samples, **cfg.protocol.options)[:max_folds]
-    fit_predict, group = make_fit_predict(cfg, samples, classes, progress=False)
-    predictions = run_folds(samples, folds, fit_predict, classes, out_dir, group, False)
-    config = cfg.model_dump(mode="json")
-    seconds = time.perf_counter() - start
-    return write_report(predictions, classes, out_dir, config, seconds, title=cfg.name)
 
 
 def row(name: str, cfg: ExperimentConfig, metrics: dict, seconds: float) -> str:
@@ -102,10 +88,7 @@ def main() -> None:
         cfg = configure(name, args)
         out_dir = Path(args.out) / name
         start = time.perf_counter()
-        if args.max_folds:
-            metrics = run_some_folds(cfg, out_dir, args.max_folds)
-        else:
-            metrics = run_experiment(cfg, out_dir, progress=False)
+        metrics = run_experiment(cfg, out_dir, progress=False, max_folds=args.max_folds or None)
         lines.append(row(name, cfg, metrics, time.perf_counter() - start))
         print(lines[-1], flush=True)
     print(f"\nComposite LOSO ({device}, torch {torch.__version__}):\n")

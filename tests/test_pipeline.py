@@ -194,6 +194,14 @@ def test_resuming_with_another_configuration_is_refused(tmp_path, flow_records):
         run_experiment(_config(root, seed=1), tmp_path / "out", progress=False)
 
 
+def test_max_folds_runs_only_the_first_folds(tmp_path, flow_records):
+    root = write_flat(flow_records, tmp_path / "data").parent
+    metrics = run_experiment(_config(root, "per_fold"), tmp_path / "out", False, max_folds=2)
+    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert predictions["fold"].nunique() == 2
+    assert metrics["overall"]["n"] == len(predictions) < len(flow_records)
+
+
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--subjects", "3", "--clips", "3", "--epochs", "2"]

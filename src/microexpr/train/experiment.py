@@ -217,8 +217,14 @@ def group_by_label(fold: Fold, samples: list[Sample], classes: tuple[str, ...]) 
     return replace(fold, train=tuple(train))
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: Path, progress: bool = True) -> dict:
-    """Run (or resume) an experiment into ``out_dir``; returns the metrics written there."""
+def run_experiment(
+    cfg: ExperimentConfig, out_dir: Path, progress: bool = True, max_folds: int | None = None
+) -> dict:
+    """Run (or resume) an experiment into ``out_dir``; returns the metrics written there.
+
+    ``max_folds``: only the protocol's first folds (smoke runs); name the config for it, as
+    the folder refuses folds of another configuration.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.json"
     config = cfg.model_dump(mode="json")
@@ -230,7 +236,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, progress: bool = True) 
     config_file.write_text(json.dumps(config, indent=2))
     start = time.perf_counter()
     samples, classes = load_samples(cfg)
-    folds = make_folds(cfg.protocol.name, samples, **cfg.protocol.options)
+    folds = make_folds(cfg.protocol.name, samples, **cfg.protocol.options)[:max_folds]
     if cfg.train.group_by_label and not cfg.train.shuffle:
         folds = [group_by_label(fold, samples, classes) for fold in folds]
     fit_predict, group = make_fit_predict(cfg, samples, classes, progress)
