@@ -2,7 +2,7 @@
 
 Each seed's composite config (model, loss, augmentation, Adam) on random 3x96x96 batches of
 32: eager steps as the trainer runs them by default (float16 autocast, loss scaling) and
-replays of one captured step (train/graphs.py, bfloat16 autocast), timed side by side in one
+replays of one captured step (train/cuda_graphs.py, bfloat16 autocast), timed side by side in one
 process, after warm-up, synchronising the device before each clock read. Prints the median
 of --repeats timings of --steps steps each.
 
@@ -21,7 +21,7 @@ import torch
 from microexpr import models
 from microexpr.config import load_config
 from microexpr.losses import create_loss
-from microexpr.train.graphs import GraphedStep
+from microexpr.train.cuda_graphs import GraphedStep
 from microexpr.train.trainer import eager_step, make_optimizer, param_groups, training_loss
 
 ROOT = Path(__file__).resolve().parents[1]

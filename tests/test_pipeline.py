@@ -16,15 +16,15 @@ from typer.testing import CliRunner
 from microexpr import datasets, models
 from microexpr.cli import app
 from microexpr.config import DataConfig, ExperimentConfig
-from microexpr.datasets.errors import DataError
 from microexpr.datasets.flow_images import write_flat, write_per_subject
+from microexpr.errors import DataError
 from microexpr.evaluate.metrics import scores
 from microexpr.models.flow_nets import StackedSTSTNet, ststnet
 from microexpr.samples import subject_key
 from microexpr.train import experiment
 from microexpr.train.experiment import run_experiment
-from microexpr.train.parallel import train_folds_stacked
 from microexpr.train.protocols import Fold, check_disjoint, loso
+from microexpr.train.stacked import train_folds_stacked
 from microexpr.train.trainer import TrainConfig, predict_proba, train_fold
 
 

@@ -9,8 +9,8 @@ import pytest
 from readers_support import clips_for, edit_xlsx
 
 from microexpr.datasets import DataError, load
+from microexpr.datasets.problems import Report
 from microexpr.datasets.replicas import write_layout
-from microexpr.datasets.report import Report
 
 SHEET = "CASME2-coding-20140508.xlsx"
 

@@ -7,8 +7,8 @@ import pytest
 from readers_support import CLIP_FIELDS, assert_matches, clips_for
 
 from microexpr.datasets import load
+from microexpr.datasets.problems import Report
 from microexpr.datasets.replicas import write_layout
-from microexpr.datasets.report import Report
 
 FIELDS = (*CLIP_FIELDS, "n_frames")
 LAYOUTS = [

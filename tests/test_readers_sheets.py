@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from microexpr.datasets.clips import frame_number
-from microexpr.datasets.report import Report
+from microexpr.datasets.coded_sheet import frame_number
+from microexpr.datasets.problems import Report
 from microexpr.datasets.sheets import canonical_id, cell_text, parse_aus, read_table
 
 

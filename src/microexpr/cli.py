@@ -86,11 +86,11 @@ def datasets_check(
     """Read a database and list counts per class, subject and database, and every problem
     (file, row, reason). Exits with 1 when a row or file could not be read."""
     from microexpr import datasets
-    from microexpr.datasets.report import check
+    from microexpr.datasets.problems import check
     from microexpr.labels import FOR_DATASET
 
-    if name not in datasets.names():
-        console.print(f"unknown dataset {name!r}; known: {', '.join(datasets.names())}")
+    if name not in datasets.READERS:
+        console.print(str(datasets.READERS.unknown(name)))
         raise typer.Exit(2)
     result = check(name, path, verify_images=images, **_reader_options(option or []))
     samples, report = result.samples, result.report
@@ -409,7 +409,7 @@ def prepare_command(
 
 def main() -> None:
     """Entry point: known data and config errors print one line, not a traceback."""
-    from microexpr.datasets.errors import DataError
+    from microexpr.errors import DataError
 
     try:
         app()

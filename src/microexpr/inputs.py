@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from microexpr.datasets.errors import DataError
+from microexpr.errors import DataError
 from microexpr.models.registry import ModelInfo
 from microexpr.preprocess.flow import flow_sequence
 from microexpr.preprocess.temporal import Method, resample

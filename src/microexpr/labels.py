@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from microexpr.registry import Registry
 from microexpr.samples import Sample
 
 # Spelling variants across sheets (FORMATS.md, "Label spelling"), folded before any mapping.
@@ -57,7 +58,7 @@ class Taxonomy:
 
 _NEGATIVE = ("repression", "anger", "contempt", "disgust", "fear", "sadness")
 
-TAXONOMIES: dict[str, Taxonomy] = {
+_BUILT_IN: dict[str, Taxonomy] = {
     # MEGC2019 composite (MEGC pdf): everything not listed (others, tense, ...) is dropped.
     "composite3": Taxonomy(
         "composite3",
@@ -132,6 +133,10 @@ TAXONOMIES: dict[str, Taxonomy] = {
     ),
 }
 
+TAXONOMIES: Registry[Taxonomy] = Registry("taxonomy")
+for _taxonomy in _BUILT_IN.values():
+    TAXONOMIES.add(_taxonomy.name, _taxonomy)
+
 # The taxonomies that apply to each database reader, for `microexpr datasets check` counts.
 FOR_DATASET: dict[str, tuple[str, ...]] = {
     "casme2": ("casme2-5", "casme2-3", "casme2-7"),
@@ -149,15 +154,9 @@ FOR_DATASET: dict[str, tuple[str, ...]] = {
 
 def get(name: str) -> Taxonomy:
     """Taxonomy by name; the error lists the known names."""
-    try:
-        return TAXONOMIES[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown taxonomy {name!r}; known: {', '.join(sorted(TAXONOMIES))}"
-        ) from None
+    return TAXONOMIES.get(name)
 
 
 def register(taxonomy: Taxonomy) -> Taxonomy:
     """Add a taxonomy (readers of later databases register theirs here)."""
-    TAXONOMIES[taxonomy.name] = taxonomy
-    return taxonomy
+    return TAXONOMIES.add(taxonomy.name, taxonomy)

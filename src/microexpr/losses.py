@@ -14,22 +14,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-_LOSSES: dict[str, Callable[..., nn.Module]] = {}
+from microexpr.registry import Registry
 
-
-def register_loss(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _LOSSES[name] = fn
-        return fn
-
-    return wrap
+LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss")
+register_loss = LOSSES.register
 
 
 def create_loss(name: str, num_classes: int, **kwargs) -> nn.Module:
     """Loss module by name; every builder takes ``num_classes`` (centre-based losses need it)."""
-    if name not in _LOSSES:
-        raise KeyError(f"unknown loss {name!r}; known: {', '.join(sorted(_LOSSES))}")
-    return _LOSSES[name](num_classes=num_classes, **kwargs)
+    return LOSSES.get(name)(num_classes=num_classes, **kwargs)
 
 
 @register_loss("cross_entropy")

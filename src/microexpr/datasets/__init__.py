@@ -13,7 +13,7 @@ from microexpr.datasets import (  # noqa: F401  (each module registers its reade
     samm,
     smic,
 )
-from microexpr.datasets.errors import DataError
-from microexpr.datasets.registry import load, names, register
+from microexpr.datasets.registry import READERS, load, names, register
+from microexpr.errors import DataError
 
-__all__ = ["DataError", "load", "names", "register"]
+__all__ = ["READERS", "DataError", "load", "names", "register"]

@@ -14,7 +14,7 @@ Columns ``Subject`` (a number), ``Filename``, blank, ``OnsetF``, ``ApexF1``, ``A
 
 from __future__ import annotations
 
-from microexpr.datasets.clips import CodedSheet, coded_sheet_reader
+from microexpr.datasets.coded_sheet import CodedSheet, coded_sheet_reader
 from microexpr.datasets.sheets import Record
 
 FPS = 60.0

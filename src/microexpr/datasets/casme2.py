@@ -14,7 +14,7 @@ Estimated Emotion``; the ``updated`` version adds blank columns, which are ignor
 
 from __future__ import annotations
 
-from microexpr.datasets.clips import CodedSheet, coded_sheet_reader
+from microexpr.datasets.coded_sheet import CodedSheet, coded_sheet_reader
 from microexpr.datasets.sheets import Record
 
 EMOTIONS = frozenset(

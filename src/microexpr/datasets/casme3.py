@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from microexpr.datasets.clips import CodedSheet, coded_sheet_reader
-from microexpr.datasets.report import Report
+from microexpr.datasets.coded_sheet import CodedSheet, coded_sheet_reader
+from microexpr.datasets.problems import Report
 from microexpr.datasets.sheets import Record
 from microexpr.samples import Sample
 

@@ -23,15 +23,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from microexpr.datasets.casme2 import Casme2Sheet, load_casme2
-from microexpr.datasets.clips import VerifyImages
-from microexpr.datasets.errors import DataError
+from microexpr.datasets.coded_sheet import VerifyImages
+from microexpr.datasets.problems import Report, reporting
 from microexpr.datasets.registry import register
-from microexpr.datasets.report import Report, reporting
 from microexpr.datasets.samm import SammSheet, load_samm
 from microexpr.datasets.sheets import find_dir, given_path
 from microexpr.datasets.smic import clip_id as smic_clip_id
 from microexpr.datasets.smic import load_smic
 from microexpr.datasets.smic import subject_id as smic_subject_id
+from microexpr.errors import DataError
 from microexpr.labels import get as get_taxonomy
 from microexpr.samples import Sample
 

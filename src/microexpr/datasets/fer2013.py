@@ -21,11 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from microexpr.datasets.clips import IMAGE_SUFFIXES, VerifyImages, check_images
-from microexpr.datasets.errors import DataError
+from microexpr.datasets.coded_sheet import IMAGE_SUFFIXES, VerifyImages, check_images
+from microexpr.datasets.problems import Report, reporting
 from microexpr.datasets.registry import register
-from microexpr.datasets.report import Report, reporting
 from microexpr.datasets.sheets import Record, find_file
+from microexpr.errors import DataError
 from microexpr.labels import normalise_emotion
 from microexpr.samples import Sample
 

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from microexpr.datasets.errors import DataError
 from microexpr.datasets.registry import register
+from microexpr.errors import DataError
 from microexpr.samples import Sample
 
 COMPOSITE_CLASSES = ("negative", "positive", "surprise")

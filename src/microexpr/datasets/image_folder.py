@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from microexpr.datasets.clips import IMAGE_SUFFIXES
-from microexpr.datasets.errors import DataError
+from microexpr.datasets.coded_sheet import IMAGE_SUFFIXES
 from microexpr.datasets.registry import register
+from microexpr.errors import DataError
 from microexpr.labels import Taxonomy, normalise_emotion
 from microexpr.labels import register as register_taxonomy
 from microexpr.samples import Sample

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from microexpr.registry import Registry
 from microexpr.samples import Sample
 
 Reader = Callable[..., list[Sample]]
-_READERS: dict[str, Reader] = {}
-_DESCRIPTIONS: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class ReaderEntry:
+    """A reader and its one-line description."""
+
+    read: Reader
+    description: str
+
+
+READERS: Registry[ReaderEntry] = Registry("dataset")
 
 
 def register(name: str, description: str = "") -> Callable[[Reader], Reader]:
     """Decorator: make a reader function available to :func:`load` under ``name``."""
 
     def wrap(fn: Reader) -> Reader:
-        if name in _READERS:
-            raise ValueError(f"dataset reader {name!r} registered twice")
-        _READERS[name] = fn
-        _DESCRIPTIONS[name] = description or (fn.__doc__ or "").strip().splitlines()[0]
+        text = description or (fn.__doc__ or "").strip().splitlines()[0]
+        READERS.add(name, ReaderEntry(fn, text))
         return fn
 
     return wrap
@@ -27,14 +36,13 @@ def register(name: str, description: str = "") -> Callable[[Reader], Reader]:
 
 def load(name: str, root: str | Path, **kwargs) -> list[Sample]:
     """Read database ``name`` from ``root`` (its own layout and annotation files)."""
-    if name not in _READERS:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(_READERS))}")
+    reader = READERS.get(name).read
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{name}: data folder {root} does not exist")
-    return _READERS[name](root, **kwargs)
+    return reader(root, **kwargs)
 
 
 def names() -> dict[str, str]:
     """Registered readers with a one-line description each."""
-    return dict(sorted(_DESCRIPTIONS.items()))
+    return {name: entry.description for name, entry in READERS.items()}

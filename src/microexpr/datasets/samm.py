@@ -13,9 +13,9 @@ Micro, Action Units, Estimated Emotion, Objective Classes, Notes``. ``Duration``
 
 from __future__ import annotations
 
-from microexpr.datasets.clips import CodedSheet, coded_sheet_reader
-from microexpr.datasets.errors import DataError
+from microexpr.datasets.coded_sheet import CodedSheet, coded_sheet_reader
 from microexpr.datasets.sheets import Record
+from microexpr.errors import DataError
 
 EMOTIONS = frozenset(
     {"anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise", "others"}

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from microexpr.datasets.errors import DataError
-from microexpr.datasets.report import Report
+from microexpr.datasets.problems import Report
+from microexpr.errors import DataError
 from microexpr.labels import normalise_emotion
 
 HEADER_SEARCH_ROWS = 30

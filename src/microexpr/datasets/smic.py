@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from microexpr.datasets.clips import (
+from microexpr.datasets.coded_sheet import (
     FrameList,
     VerifyImages,
     check_images,
@@ -26,10 +26,10 @@ from microexpr.datasets.clips import (
     make_sample,
     unique,
 )
-from microexpr.datasets.errors import DataError
+from microexpr.datasets.problems import Report, reporting
 from microexpr.datasets.registry import register
-from microexpr.datasets.report import Report, reporting
 from microexpr.datasets.sheets import Record, canonical_id, find_dir
+from microexpr.errors import DataError
 from microexpr.samples import Sample
 
 EMOTIONS = ("negative", "positive", "surprise")

@@ -12,6 +12,8 @@ from typing import Literal
 
 from torch import nn
 
+from microexpr.registry import Registry
+
 InputKind = Literal["flow_image", "apex_image", "image", "clip", "flow_clip"]
 
 
@@ -28,7 +30,7 @@ class ModelInfo:
     family: str = ""
 
 
-_MODELS: dict[str, ModelInfo] = {}
+MODELS: Registry[ModelInfo] = Registry("model")
 
 
 def register_model(
@@ -42,10 +44,11 @@ def register_model(
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or fn.__name__
-        if key in _MODELS:
-            raise ValueError(f"model {key!r} registered twice")
-        _MODELS[key] = ModelInfo(
-            key, fn, input_kind, input_size, in_chans, num_frames, fn.__module__.split(".")[-1]
+        MODELS.add(
+            key,
+            ModelInfo(
+                key, fn, input_kind, input_size, in_chans, num_frames, fn.__module__.split(".")[-1]
+            ),
         )
         return fn
 
@@ -53,9 +56,7 @@ def register_model(
 
 
 def info(name: str) -> ModelInfo:
-    if name not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
-    return _MODELS[name]
+    return MODELS.get(name)
 
 
 def create(name: str, num_classes: int, in_chans: int | None = None, **kwargs) -> nn.Module:
@@ -69,4 +70,4 @@ def create(name: str, num_classes: int, in_chans: int | None = None, **kwargs) -
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    return MODELS.names()

@@ -38,12 +38,14 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from microexpr.registry import Registry
+
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 CNN_MODEL = "mmod_human_face_detector.dat"
 HAAR_MODEL = "haarcascade_frontalface_default.xml"
 
 # Landmark index ranges (iBUG 68, 0-based); sides are the subject's.
-REGION_LANDMARKS: dict[str, tuple[int, ...]] = {
+_REGION_TABLE: dict[str, tuple[int, ...]] = {
     "jaw": tuple(range(0, 17)),
     "right_brow": tuple(range(17, 22)),
     "left_brow": tuple(range(22, 27)),
@@ -54,6 +56,9 @@ REGION_LANDMARKS: dict[str, tuple[int, ...]] = {
     "eyes": tuple(range(36, 48)),
     "mouth": tuple(range(48, 68)),
 }
+REGION_LANDMARKS: Registry[tuple[int, ...]] = Registry("region")
+for _name, _indices in _REGION_TABLE.items():
+    REGION_LANDMARKS.add(_name, _indices)
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 
@@ -297,9 +302,7 @@ def crop_face(
 
 def region_box(landmarks: np.ndarray, region: str, margin: float = 0.25) -> Box:
     """Box of a named region (``REGION_LANDMARKS``) grown by ``margin``; square."""
-    if region not in REGION_LANDMARKS:
-        raise KeyError(f"unknown region {region!r}; known: {', '.join(REGION_LANDMARKS)}")
-    return box_around(np.asarray(landmarks)[list(REGION_LANDMARKS[region])], margin)
+    return box_around(np.asarray(landmarks)[list(REGION_LANDMARKS.get(region))], margin)
 
 
 def crop_region(

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from microexpr.preprocess.faces import to_gray
+from microexpr.registry import Registry
 
 FlowFn = Callable[..., np.ndarray]
 
@@ -56,14 +57,14 @@ def farneback(
     )
 
 
-FLOW_METHODS: dict[str, FlowFn] = {"tvl1": tvl1, "farneback": farneback}
+FLOW_METHODS: Registry[FlowFn] = Registry("flow method")
+FLOW_METHODS.add("tvl1", tvl1)
+FLOW_METHODS.add("farneback", farneback)
 
 
 def compute_flow(prev: np.ndarray, nxt: np.ndarray, method: str = "tvl1", **params) -> np.ndarray:
     """Flow by method name (``FLOW_METHODS``)."""
-    if method not in FLOW_METHODS:
-        raise KeyError(f"unknown flow method {method!r}; known: {', '.join(FLOW_METHODS)}")
-    return FLOW_METHODS[method](prev, nxt, **params)
+    return FLOW_METHODS.get(method)(prev, nxt, **params)
 
 
 def optical_strain(flow: np.ndarray) -> np.ndarray:

@@ -25,9 +25,10 @@ from typing import Literal
 
 import numpy as np
 
-from microexpr.datasets.errors import DataError
+from microexpr.errors import DataError
 from microexpr.inputs import read_image
 from microexpr.preprocess import faces, flow, magnify, spotting, temporal
+from microexpr.registry import Registry
 from microexpr.samples import Sample
 
 PipelineName = Literal["flow_image", "apex_face", "face_clip", "flow_clip"]
@@ -76,8 +77,7 @@ class PrepareConfig:
 
     def resolved(self) -> PrepareConfig:
         """The same config with defaults filled in (what the hash and config.json record)."""
-        if self.pipeline not in PIPELINES:
-            raise ValueError(f"unknown pipeline {self.pipeline!r}; known: {', '.join(PIPELINES)}")
+        PIPELINES.get(self.pipeline)
         return replace(self, size=self.size or DEFAULT_SIZE[self.pipeline])
 
     def as_dict(self) -> dict:
@@ -228,15 +228,15 @@ def flow_clip_pipeline(sample: Sample, config: PrepareConfig) -> dict[str, np.nd
     return {"flow": maps.astype(np.float16)}
 
 
-PIPELINES: dict[str, Callable[[Sample, PrepareConfig], dict[str, np.ndarray]]] = {
-    "flow_image": flow_image_pipeline,
-    "apex_face": apex_face_pipeline,
-    "face_clip": face_clip_pipeline,
-    "flow_clip": flow_clip_pipeline,
-}
+Pipeline = Callable[[Sample, PrepareConfig], dict[str, np.ndarray]]
+PIPELINES: Registry[Pipeline] = Registry("pipeline")
+PIPELINES.add("flow_image", flow_image_pipeline)
+PIPELINES.add("apex_face", apex_face_pipeline)
+PIPELINES.add("face_clip", face_clip_pipeline)
+PIPELINES.add("flow_clip", flow_clip_pipeline)
 
 
 def run_pipeline(sample: Sample, config: PrepareConfig) -> dict[str, np.ndarray]:
     """Arrays of one sample by ``config.pipeline``."""
     config = config.resolved()
-    return PIPELINES[config.pipeline](sample, config)
+    return PIPELINES.get(config.pipeline)(sample, config)

@@ -24,8 +24,8 @@ from microexpr.inputs import (
     load_images,
 )
 from microexpr.samples import Sample, subject_key
-from microexpr.train.parallel import supports_stacking, train_folds_stacked
 from microexpr.train.protocols import FitPredict, Fold, make_folds, run_folds
+from microexpr.train.stacked import supports_stacking, train_folds_stacked
 from microexpr.train.trainer import predict_proba, resolve_device, train_fold
 
 

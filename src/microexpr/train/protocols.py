@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
 from tqdm.auto import tqdm
 
+from microexpr.registry import Registry
 from microexpr.samples import Sample, subject_key
 
 
@@ -80,19 +81,16 @@ def cross_dataset(
     return [Fold(_safe(f"{'+'.join(train_datasets)}-to-{'+'.join(test_datasets)}"), train, test)]
 
 
-PROTOCOLS: dict[str, Callable[..., list[Fold]]] = {
-    "loso": loso,
-    "composite_loso": loso,
-    "kfold": kfold,
-    "holdout": holdout,
-    "cross_dataset": cross_dataset,
-}
+PROTOCOLS: Registry[Callable[..., list[Fold]]] = Registry("protocol")
+PROTOCOLS.add("loso", loso)
+PROTOCOLS.add("composite_loso", loso)
+PROTOCOLS.add("kfold", kfold)
+PROTOCOLS.add("holdout", holdout)
+PROTOCOLS.add("cross_dataset", cross_dataset)
 
 
 def make_folds(name: str, samples: Sequence[Sample], **kwargs) -> list[Fold]:
-    if name not in PROTOCOLS:
-        raise KeyError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
-    folds = PROTOCOLS[name](samples, **kwargs)
+    folds = PROTOCOLS.get(name)(samples, **kwargs)
     check_disjoint(samples, folds, by_subject=name in ("loso", "composite_loso"))
     return folds
 

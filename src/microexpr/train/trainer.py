@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from microexpr.losses import create_loss
 from microexpr.train.augment import AugmentConfig, augment_batch
-from microexpr.train.graphs import GraphedStep
+from microexpr.train.cuda_graphs import GraphedStep
 from microexpr.train.schedule import PlateauConfig, validation_split
 
 
@@ -37,7 +37,7 @@ class TrainConfig(BaseModel):
     # published STSTNet loop does by reading its u_train/<label>/ folders one by one.
     group_by_label: bool = False
     amp: bool = True  # mixed precision, used on CUDA only
-    # Replay each full training batch's step as a CUDA graph (train/graphs.py); CUDA only,
+    # Replay each full training batch's step as a CUDA graph (train/cuda_graphs.py); CUDA only,
     # with bfloat16 autocast instead of float16 and loss scaling. Pays on launch-bound models.
     cuda_graph: bool = False
     device: str = "auto"

@@ -26,9 +26,8 @@ from typing import Literal
 
 import cv2
 
-from microexpr.datasets.errors import DataError
+from microexpr.datasets.problems import Report, reporting
 from microexpr.datasets.registry import register
-from microexpr.datasets.report import Report, reporting
 from microexpr.datasets.sheets import (
     Emotions,
     Record,
@@ -38,6 +37,7 @@ from microexpr.datasets.sheets import (
     parse_aus,
     read_table,
 )
+from microexpr.errors import DataError
 from microexpr.samples import Sample
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})

@@ -1,4 +1,4 @@
-"""CUDA-graph training steps (train/graphs.py): same training as eager steps, seed losses
+"""CUDA-graph training steps (train/cuda_graphs.py): same training as eager steps, seed losses
 capturable. The CUDA tests skip on machines without a GPU (CI); the CPU test always runs."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from torch import nn
 from microexpr import models
 from microexpr.losses import create_loss
 from microexpr.train.augment import AugmentConfig
-from microexpr.train.graphs import GraphedStep
+from microexpr.train.cuda_graphs import GraphedStep
 from microexpr.train.trainer import TrainConfig, make_optimizer, train_fold, training_loss
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

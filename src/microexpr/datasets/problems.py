@@ -3,7 +3,7 @@
 Every reader takes ``report=``: a :class:`Report` collects the documented repairs (missing apex
 set to the middle, offset 0 set to the apex, ...), notes (preamble rows skipped, label spellings
 folded) and errors, each naming file, row and reason. By default the first error raises a
-:class:`~microexpr.datasets.errors.DataError` and nothing is returned (no half-loaded
+:class:`~microexpr.errors.DataError` and nothing is returned (no half-loaded
 database); ``Report(collect_errors=True)`` (used by ``microexpr datasets check``) records every
 error, skips the bad rows and carries on, so one pass lists all problems.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from microexpr import labels
-from microexpr.datasets.errors import DataError
+from microexpr.errors import DataError
 from microexpr.samples import Sample, subject_key
 
 log = logging.getLogger("microexpr.datasets")
