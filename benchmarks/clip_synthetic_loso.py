@@ -1,6 +1,6 @@
 """Do the 3-D clip models learn? Leave-one-subject-out on synthetic CASME II clips.
 
-Generates clips with planted action-unit motion (datasets.synthetic), writes them in the
+Generates clips with planted action-unit motion (microexpr.synth), writes them in the
 CASME II layout, and runs the real experiment path (reader -> taxonomy -> clip pipeline ->
 LOSO -> report) with a test-scale model (narrow widths, small clips: see docs/models3d.md).
 Prints a markdown table of pooled accuracy / UF1 / UAR against chance.
@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from microexpr.config import ExperimentConfig
-from microexpr.datasets.replicas import write_layout
-from microexpr.datasets.synthetic import generate_clips
+from microexpr.synth import generate_clips, write_layout
 from microexpr.train.experiment import run_experiment
 
 # Test-scale widths: the seed architectures' layout, narrower, for a 2-core CPU. With 8-channel

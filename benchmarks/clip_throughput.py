@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from microexpr import losses, models
 from microexpr.inputs import ClipConfig, ClipDataset
-from microexpr.train.trainer import resolve_device
+from microexpr.inference import resolve_device
 
 LOSS = {"ms_resnet3d50": "multi_head_ce"}
 

@@ -26,7 +26,7 @@ import torch
 
 from microexpr.config import ExperimentConfig, load_config
 from microexpr.train.experiment import run_experiment
-from microexpr.train.trainer import resolve_device
+from microexpr.inference import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 # seed000, seed001, seed002 (apex faces) and seed002_flow (flow images)

@@ -20,7 +20,7 @@ from microexpr.inputs import encode_labels, load_images
 from microexpr.models import info
 from microexpr.train.experiment import load_samples
 from microexpr.train.stacked import train_folds_stacked
-from microexpr.train.protocols import loso
+from microexpr.protocols import loso
 from microexpr.train.trainer import TrainConfig, predict_proba, train_fold
 
 

@@ -17,13 +17,13 @@ import time
 
 from microexpr import datasets
 from microexpr.preprocess.cache import prepare
-from microexpr.preprocess.pipelines import PrepareConfig
+from microexpr.config import PreprocessConfig
 
 
 def timed_pass(args: argparse.Namespace, root: str) -> tuple[float, int, int, int]:
     start = time.perf_counter()
     samples = datasets.load(args.dataset, args.path)
-    config = PrepareConfig(pipeline=args.pipeline)
+    config = PreprocessConfig(pipeline=args.pipeline)
     report = prepare(samples, config, root, workers=args.workers, progress=False)
     return time.perf_counter() - start, report.computed, report.reused, len(report.failed)
 

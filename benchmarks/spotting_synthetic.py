@@ -1,8 +1,8 @@
 """Apex spotting on synthetic clips with planted apexes, head drift and sensor noise.
 
-Clips come from ``microexpr.datasets.synthetic.generate_clips``; the true apex is the frame of
-largest planted displacement. Reports, per method, the share of clips within 2 frames of the
-true apex, the mean absolute error (frames), and the distribution of signed errors.
+Clips come from ``microexpr.synth.generate_clips``; the true apex is the frame of largest
+planted displacement. Reports, per method, the share of clips within 2 frames of the true
+apex, the mean absolute error (frames), and the distribution of signed errors.
 
 ``--supersample K`` renders each clip at K times the size without noise and shrinks it by area
 averaging before adding the noise, the way a camera integrates light over each pixel; the
@@ -21,8 +21,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from microexpr.datasets.synthetic import SyntheticClip, generate_clips
 from microexpr.preprocess.spotting import find_apex, find_apex_flow
+from microexpr.synth import SyntheticClip, generate_clips
 
 METHODS: dict[str, Callable[[SyntheticClip], int]] = {
     "seed002 as published (F_(i-3), no blur)": lambda c: find_apex(

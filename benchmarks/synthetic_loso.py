@@ -21,7 +21,7 @@ from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from microexpr.datasets.synthetic import synthetic_flow_images
+from microexpr.synth import synthetic_flow_images
 
 
 def loso_uf1(features: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:

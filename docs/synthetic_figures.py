@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from microexpr.datasets.synthetic import AU_TABLE, EMOTION_AUS, generate_clips
 from microexpr.preprocess.flow import tvl1
+from microexpr.synth.generator import AU_TABLE, EMOTION_AUS, generate_clips
 
 EMOTIONS = (
     "happiness", "surprise", "disgust", "repression", "sadness",

@@ -11,6 +11,14 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSITE = REPO.parent / "shared" / "data" / "megc2019_composite"
 
 
+@pytest.fixture(autouse=True)
+def feature_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Runs keep their preprocessing in a per-test-session folder, never in ~/.cache."""
+    root = tmp_path_factory.getbasetemp() / "feature-cache"
+    monkeypatch.setenv("MICROEXPR_CACHE", str(root))
+    return root
+
+
 @pytest.fixture
 def composite_root() -> Path:
     """The shared real MEGC2019 composite set; tests that need it skip when it is absent."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from microexpr.datasets.synthetic import generate_clips
 from microexpr.samples import Sample
+from microexpr.synth import generate_clips
 
 # Emotions each database's writer accepts (its own emotion names).
 EMOTIONS = {

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from microexpr.config import AugmentConfig, PlateauConfig, TrainConfig
 from microexpr.train import trainer
-from microexpr.train.augment import AugmentConfig, augment_batch
-from microexpr.train.schedule import PlateauConfig, validation_split
-from microexpr.train.trainer import TrainConfig, train_fold
+from microexpr.train.augment import augment_batch
+from microexpr.train.schedule import validation_split
+from microexpr.train.trainer import train_fold
 
 
 def test_no_augmentation_returns_the_batch():

@@ -9,21 +9,32 @@ import numpy as np
 import pytest
 import torch
 
-from microexpr import models
-from microexpr.config import ExperimentConfig
+from microexpr.config import ClipConfig, ExperimentConfig
 from microexpr.inputs import (
-    ClipConfig,
     ClipDataset,
-    clip_span,
     clip_variants,
     fixed_length,
-    flow_clip,
-    load_clips,
+    model_inputs,
+    normalise_flow,
     transform_clip,
 )
+from microexpr.preprocess.frames import coded_apex, span_of
+from microexpr.recipe import resolve
 from microexpr.samples import Sample
+from microexpr.spec import InputSpec
 
 STEP = 8
+
+
+def spec(num_frames: int, scaling: str = "raw", kind: str = "clip") -> InputSpec:
+    return InputSpec(kind=kind, size=12, in_chans=3, scaling=scaling, num_frames=num_frames)
+
+
+def clip_data(items, targets, num_frames, train, cfg=None, apexes=None, scaling="raw", kind="clip"):
+    cfg = cfg or ClipConfig()
+    return ClipDataset(
+        items, targets, spec(num_frames, scaling, kind), cfg, "linear", train, apexes
+    )
 
 
 def ramp_clip(frames: int, size: int = 12, chans: int = 3) -> np.ndarray:
@@ -53,11 +64,11 @@ def test_fixed_length_windows_longer_and_resamples_shorter():
 def test_training_reads_draw_random_windows_and_test_reads_centre_on_apex():
     clip = ramp_clip(30)
     targets = torch.tensor([2])
-    train = ClipDataset([clip], targets, 8, 3, True, ClipConfig(), scaling="raw")
+    train = clip_data([clip], targets, 8, True)
     torch.manual_seed(0)
     starts = {int(train[0][0][0, 0, 0, 0]) // STEP for _ in range(40)}
     assert len(starts) > 5 and min(starts) >= 0 and max(starts) <= 22
-    test = ClipDataset([clip], targets, 8, 3, False, ClipConfig(), apexes=[25], scaling="raw")
+    test = clip_data([clip], targets, 8, False, apexes=[25])
     x, y = test[0]
     assert x.shape == (3, 8, 12, 12) and int(y) == 2
     assert [int(v) // STEP for v in x[0, :, 0, 0]] == list(
@@ -70,7 +81,7 @@ def test_expanded_set_applies_one_transform_to_every_frame():
     pattern = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
     clip = np.stack([pattern] * 4)
     cfg = ClipConfig(expand=True)
-    data = ClipDataset([clip, clip], torch.tensor([0, 1]), 4, 3, True, cfg, scaling="raw")
+    data = clip_data([clip, clip], torch.tensor([0, 1]), 4, True, cfg)
     assert len(data) == 20
     first_copies = [data[i][0] for i in range(2)]  # copy-major: both clips, original
     assert torch.equal(first_copies[0], first_copies[1])
@@ -82,7 +93,7 @@ def test_expanded_set_applies_one_transform_to_every_frame():
     assert torch.equal(mirrored[:, 0], expected)
     rotated = data[2 * 1][0]
     assert not torch.equal(rotated, first_copies[0])
-    test = ClipDataset([clip], torch.tensor([0]), 4, 3, False, cfg)
+    test = clip_data([clip], torch.tensor([0]), 4, False, cfg)
     assert len(test) == 1  # the test set is never expanded
 
 
@@ -99,27 +110,28 @@ def test_flow_vectors_follow_mirror_and_rotation():
 
 def test_gray_frames_are_repeated_to_three_channels_and_scaled():
     clip = ramp_clip(4, chans=1)
-    data = ClipDataset([clip], torch.tensor([0]), 4, 3, False, ClipConfig(), scaling="unit")
+    data = clip_data([clip], torch.tensor([0]), 4, False, scaling="unit")
     x = data[0][0]
     assert x.shape == (3, 4, 12, 12)
     assert torch.equal(x[0], x[2]) and float(x.max()) == pytest.approx(3 * STEP / 255)
 
 
-def test_clip_span_uses_onset_offset_for_expression():
+def test_span_uses_onset_offset_for_expression_and_clamps_the_offset():
     frames = tuple(f"f{i}.jpg" for i in range(10))
     sample = Sample("a", "x", "s1", "happiness", frames, onset=2, apex=5, offset=7)
-    assert clip_span(sample, "expression") == (frames[2:8], 3)
-    assert clip_span(sample, "all") == (frames, 5)
+    assert span_of(sample, "expression") == (2, 7) and span_of(sample, "all") == (0, 9)
+    assert coded_apex(sample, "expression") == 5 and coded_apex(sample, "all", False) is None
+    past = Sample("b", "x", "s1", "happiness", frames, onset=2, apex=5, offset=40)
+    assert span_of(past, "expression") == (2, 9)
 
 
-def test_flow_clip_is_fixed_length_and_normalised():
-    rng = np.random.default_rng(1)
-    base = rng.integers(0, 255, (40, 40), dtype=np.uint8)
-    frames = np.stack([np.roll(base, t // 2, axis=1) for t in range(6)])[..., None]
-    flow = flow_clip(frames.repeat(3, axis=3), 4, ClipConfig(), size=20)
-    assert flow.shape == (4, 20, 20, 3) and flow.dtype == np.float16
-    assert float(np.abs(flow[..., :2]).max()) == pytest.approx(1.0, abs=1e-3)
-    assert float(flow[-1, 10, 10, 0]) > 0.5  # onset reference: the shift so far, rightwards
+def test_flow_clips_are_normalised_per_clip():
+    flow = np.zeros((4, 6, 6, 3), np.float32)
+    flow[..., 0], flow[-1, 3, 3, 1], flow[..., 2] = 2.0, -8.0, 0.25
+    scaled = normalise_flow(flow)
+    assert scaled.dtype == np.float16 and float(np.abs(scaled[..., :2]).max()) == 1.0
+    assert float(scaled[0, 0, 0, 0]) == 0.25 and float(scaled[..., 2].max()) == 1.0
+    assert not normalise_flow(np.zeros((2, 4, 4, 3))).any()  # no motion stays no motion
 
 
 @pytest.fixture
@@ -139,15 +151,33 @@ def frame_samples(tmp_path):
     return samples
 
 
-def test_load_clips_reads_frames_and_flow(frame_samples):
-    cfg = ClipConfig(num_frames=4, span="expression")
-    frames, apexes = load_clips(frame_samples, models.info("c3d_vgg"), cfg, size=24)
-    assert all(f.dtype == np.uint8 and f.shape == (5, 24, 24, 3) for f in frames)
-    assert apexes == [2, 2]
-    flows, _ = load_clips(frame_samples, models.info("ms_resnet3d50"), cfg, size=16)
+def _clip_plan(model: str, size: int):
+    return resolve(
+        ExperimentConfig.model_validate(
+            {
+                "data": {"name": "casme2", "taxonomy": "casme2-5"},
+                "model": {"name": model, "input_size": size, "options": TINY[model]},
+                "preprocess": {"align": "none", "face_size": 32, "flow_method": "farneback"},
+                "clip": {"num_frames": 4},
+                "train": {"loss": "multi_head_ce" if model == "ms_resnet3d50" else "cross_entropy"},
+            }
+        )
+    )
+
+
+def test_plan_inputs_read_frame_and_flow_clips(frame_samples):
+    plan = _clip_plan("c3d_vgg", 24)
+    assert plan.preprocess.pipeline == "face_clip" and plan.preprocess.num_frames is None
+    inputs = model_inputs(frame_samples, plan)
+    assert all(c.dtype == np.uint8 and c.shape == (5, 24, 24, 3) for c in inputs.clips)
+    assert inputs.apexes == [2, 2]  # coded apex 3, onset 1: position 2 in the span
+    x, _ = inputs.subset([0])[0]
+    assert x.shape == (3, 4, 24, 24) and float(x.max()) <= 1.0
+    plan = _clip_plan("ms_resnet3d50", 16)
+    assert plan.preprocess.pipeline == "flow_clip" and plan.input.scaling == "flow_max"
+    flows = model_inputs(frame_samples, plan).clips
     assert all(f.shape == (4, 16, 16, 3) and f.dtype == np.float16 for f in flows)
-    with pytest.raises(ValueError, match="not a clip"):
-        load_clips(frame_samples, models.info("ststnet"), cfg)
+    assert all(float(np.abs(f[..., :2]).max()) == pytest.approx(1.0, abs=1e-3) for f in flows)
 
 
 def test_experiment_config_carries_clip_options():
@@ -162,7 +192,7 @@ def test_experiment_config_carries_clip_options():
 def test_subtract_first_leaves_the_motion_only():
     clip = ramp_clip(6)
     cfg = ClipConfig(subtract_first=True)
-    x = ClipDataset([clip], torch.tensor([0]), 6, 3, False, cfg, scaling="raw")[0][0]
+    x = clip_data([clip], torch.tensor([0]), 6, False, cfg)[0][0]
     assert torch.equal(x[:, 0], torch.zeros_like(x[:, 0]))
     assert float(x[0, 5, 0, 0]) == 5 * STEP
 
@@ -194,11 +224,17 @@ def _moving_texture_clips(subjects: int, clips: int) -> list[SimpleNamespace]:
     return out
 
 
+TINY = {
+    "c3d_vgg": {"widths": (4, 4, 8, 8, 8, 8, 8, 8), "hidden": 16, "conv_drop": 0.0},
+    "ms_resnet3d50": {"layers": (1, 1, 1, 1), "widths": (4, 8, 8, 8), "stem_width": 6},
+}
+
+
 def _synthetic_experiment(
     tmp_path, model: str, subjects: int, clips: int, epochs: int, planted: bool = True, **clip
 ):
-    from microexpr.datasets.replicas import write_layout
-    from microexpr.datasets.synthetic import generate_clips
+    scaling = "unit" if model == "c3d_vgg" else "flow_max"
+    from microexpr.synth import generate_clips, write_layout
     from microexpr.train.experiment import run_experiment
 
     root = tmp_path / "casme2"
@@ -211,15 +247,13 @@ def _synthetic_experiment(
         else _moving_texture_clips(subjects, clips)
     )
     write_layout("casme2", made, root)
-    tiny = {
-        "c3d_vgg": {"widths": (4, 4, 8, 8, 8, 8, 8, 8), "hidden": 16, "conv_drop": 0.0},
-        "ms_resnet3d50": {"layers": (1, 1, 1, 1), "widths": (4, 8, 8, 8), "stem_width": 6},
-    }[model]
     cfg = ExperimentConfig.model_validate(
         {
             "data": {"name": "casme2", "root": str(root), "taxonomy": "casme2-3"},
-            "model": {"name": model, "options": tiny, "input_size": 24, "scaling": "unit"},
-            "clip": {"num_frames": 6, "flow_size": 48, **clip},
+            "model": {"name": model, "options": TINY[model], "input_size": 24, "scaling": scaling},
+            # The moving textures have no face: the whole frame is the clip, as seed S3 reads.
+            "preprocess": {"align": "none", "face_size": 48, "span": "all"},
+            "clip": {"num_frames": 6, **clip},
             "train": {
                 "epochs": epochs,
                 "batch_size": 8,
@@ -231,7 +265,8 @@ def _synthetic_experiment(
             "engine": "per_fold",
         }
     )
-    return run_experiment(cfg, tmp_path / "out", progress=False), tmp_path / "out"
+    out = tmp_path / "out"
+    return run_experiment(cfg, out, progress=False, cache=tmp_path / "cache"), out
 
 
 # Most of this test's time is importing the experiment stack (pandas, scikit-learn,

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from microexpr import models
+from microexpr.config import AugmentConfig, TrainConfig
 from microexpr.losses import create_loss
-from microexpr.train.augment import AugmentConfig
 from microexpr.train.cuda_graphs import GraphedStep
-from microexpr.train.trainer import TrainConfig, make_optimizer, train_fold, training_loss
+from microexpr.train.trainer import make_optimizer, train_fold, training_loss
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from microexpr.config import TrainConfig
 from microexpr.losses import CentreLoss, FocalLoss, IslandLoss, create_loss
-from microexpr.train.trainer import TrainConfig, param_groups
+from microexpr.train.trainer import param_groups
 
 
 def test_focal_equals_cross_entropy_at_gamma_zero():

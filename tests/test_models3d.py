@@ -13,9 +13,10 @@ TINY_MS = {"layers": (1, 1, 1, 1), "widths": (4, 8, 8, 8), "stem_width": 8}
 
 
 def test_registry_declares_clip_inputs():
-    vgg, ms = models.info("c3d_vgg"), models.info("ms_resnet3d50")
-    assert (vgg.input_kind, vgg.input_size, vgg.in_chans, vgg.num_frames) == ("clip", 128, 3, 16)
-    assert (ms.input_kind, ms.input_size, ms.in_chans, ms.num_frames) == ("flow_clip", 112, 3, 16)
+    vgg, ms = models.info("c3d_vgg").input, models.info("ms_resnet3d50").input
+    assert (vgg.kind, vgg.size, vgg.in_chans, vgg.num_frames) == ("clip", 128, 3, 16)
+    assert (ms.kind, ms.size, ms.in_chans, ms.num_frames) == ("flow_clip", 112, 3, 16)
+    assert (vgg.scaling, ms.scaling) == ("unit", "flow_max")
 
 
 def test_c3d_vgg_flattens_2048_features_into_1024_dense_on_seed_clip():

@@ -15,17 +15,18 @@ from typer.testing import CliRunner
 
 from microexpr import datasets, models
 from microexpr.cli import app
-from microexpr.config import DataConfig, ExperimentConfig
-from microexpr.datasets.flow_images import write_flat, write_per_subject
+from microexpr.config import DataConfig, ExperimentConfig, TrainConfig
 from microexpr.errors import DataError
 from microexpr.evaluate.metrics import scores
+from microexpr.inference import predict_proba
 from microexpr.models.flow_nets import StackedSTSTNet, ststnet
+from microexpr.protocols import Fold, check_disjoint, loso
 from microexpr.samples import subject_key
+from microexpr.synth.replicas.flow_images import write_flat, write_per_subject
 from microexpr.train import experiment
 from microexpr.train.experiment import run_experiment
-from microexpr.train.protocols import Fold, check_disjoint, loso
 from microexpr.train.stacked import train_folds_stacked
-from microexpr.train.trainer import TrainConfig, predict_proba, train_fold
+from microexpr.train.trainer import train_fold
 
 
 def _key(sample) -> tuple:
@@ -255,7 +256,7 @@ def test_cli_reports_bad_data_in_one_line(flat_set, tmp_path):
 
     pd.read_csv(flat_set, dtype=str).drop(columns="label").to_csv(flat_set, index=False)
     runner = CliRunner()
-    args = ["benchmark", "composite", "--data", str(flat_set.parent), "--epochs", "1"]
+    args = ["benchmark", "composite", "--data", str(flat_set.parent), "--set", "train.epochs=1"]
     result = runner.invoke(app, args + ["--out", str(tmp_path / "o")])
     assert isinstance(result.exception, DataError)
     with pytest.raises(SystemExit) as stop:
@@ -269,8 +270,9 @@ def test_cli_reports_bad_data_in_one_line(flat_set, tmp_path):
 @pytest.mark.slow
 def test_composite_benchmark_smoke_on_real_data(composite_root, tmp_path):
     """All 68 real folds for two epochs on CPU: counts and per-database breakdown."""
-    args = ["benchmark", "composite", "--data", str(composite_root), "--epochs", "2"]
-    result = CliRunner().invoke(app, args + ["--device", "cpu", "--out", str(tmp_path)])
+    args = ["benchmark", "composite", "--data", str(composite_root), "--set", "train.epochs=2"]
+    args += ["--set", "train.device=cpu", "--no-save-model"]
+    result = CliRunner().invoke(app, args + ["--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["overall"]["n"] == 442
@@ -283,8 +285,8 @@ def test_composite_benchmark_smoke_on_real_data(composite_root, tmp_path):
 
 
 def test_plateau_validation_holds_out_whole_training_subjects(tmp_path, flow_records, monkeypatch):
+    from microexpr.config import PlateauConfig
     from microexpr.train import trainer
-    from microexpr.train.schedule import PlateauConfig
 
     seen = []
     real = trainer.validation_split
@@ -298,9 +300,10 @@ def test_plateau_validation_holds_out_whole_training_subjects(tmp_path, flow_rec
     root = write_flat(flow_records, tmp_path / "data").parent
     cfg = _config(root, "per_fold", plateau=PlateauConfig(val_fraction=0.25, patience=1))
     run_experiment(cfg, tmp_path / "out", progress=False)
-    assert len(seen) == 6  # one split per LOSO fold
-    for groups, fit, val in seen:
-        assert len(set(groups)) == 5  # the five training subjects, never the test subject
+    assert len(seen) == 7  # one split per LOSO fold, then the final model's on all subjects
+    for k, (groups, fit, val) in enumerate(seen):
+        # the five training subjects, never the test subject (the final model: all six)
+        assert len(set(groups)) == (5 if k < 6 else 6)
         assert not {groups[i] for i in fit} & {groups[i] for i in val}
 
 
@@ -313,3 +316,7 @@ def test_composite_config_file_is_the_benchmark_command():
     assert (cfg.train.shuffle, cfg.train.group_by_label) == (False, True)
     assert cfg.train.optimizer == defaults.optimizer and cfg.train.loss == defaults.loss
     assert cfg.model.name == "ststnet" and cfg.data.taxonomy == "composite3"
+    from microexpr.cli import COMPOSITE_STSTNET
+    from microexpr.config import config_from
+
+    assert config_from(COMPOSITE_STSTNET) == cfg  # `benchmark composite` runs this file

@@ -12,12 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from microexpr.cli import app
+from microexpr.config import PreprocessConfig
 from microexpr.datasets import load
-from microexpr.datasets.synthetic import write_synthetic
-from microexpr.inputs import read_image
 from microexpr.preprocess.cache import FeatureCache, config_key, file_stem, prepare
-from microexpr.preprocess.pipelines import PrepareConfig, run_pipeline
+from microexpr.preprocess.frames import read_image
+from microexpr.preprocess.pipelines import resolve_preprocess, run_pipeline
 from microexpr.samples import Sample
+from microexpr.synth import write_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -46,38 +47,38 @@ def blank_sample(folder: Path) -> Sample:
 
 def test_each_pipeline_gives_its_arrays(samples):
     sample = samples[0]
-    image = run_pipeline(sample, PrepareConfig(pipeline="flow_image"))["image"]
+    image = run_pipeline(sample, PreprocessConfig(pipeline="flow_image"))["image"]
     assert image.shape == (28, 28, 3) and image.dtype == np.uint8
-    face = run_pipeline(sample, PrepareConfig(pipeline="apex_face", size=64))
+    face = run_pipeline(sample, PreprocessConfig(pipeline="apex_face", size=64))
     assert face["image"].shape == (64, 64, 3) and face["landmarks"].shape == (68, 2)
     assert int(face["apex"]) == sample.apex
-    mouth = run_pipeline(sample, PrepareConfig(pipeline="apex_face", region="mouth", size=32))
+    mouth = run_pipeline(sample, PreprocessConfig(pipeline="apex_face", region="mouth", size=32))
     assert mouth["image"].shape == (32, 32, 3)
-    config = PrepareConfig(pipeline="face_clip", size=48, num_frames=8, gray=True)
+    config = PreprocessConfig(pipeline="face_clip", size=48, num_frames=8, gray=True)
     assert run_pipeline(sample, config)["frames"].shape == (8, 48, 48)
-    config = PrepareConfig(pipeline="flow_clip", size=24, num_frames=3, flow_method="farneback")
+    config = PreprocessConfig(pipeline="flow_clip", size=24, num_frames=3, flow_method="farneback")
     maps = run_pipeline(sample, config)["flow"]
     assert maps.shape == (3, 24, 24, 3) and maps.dtype == np.float16
 
 
 def test_uncoded_apex_is_spotted_inside_the_expression(samples):
     sample = replace(samples[0], apex=None)
-    out = run_pipeline(sample, PrepareConfig(pipeline="flow_image"))
+    out = run_pipeline(sample, PreprocessConfig(pipeline="flow_image"))
     assert sample.onset < int(out["apex"]) <= sample.offset
     assert abs(int(out["apex"]) - samples[0].apex) <= 3
 
 
 def test_prepare_caches_reuses_and_reports_failures(samples, tmp_path):
     bad = blank_sample(tmp_path / "blank")
-    config = PrepareConfig(pipeline="flow_image")
+    config = PreprocessConfig(pipeline="flow_image")
     first = prepare([*samples, bad], config, tmp_path / "cache", workers=1, progress=False)
     assert (first.computed, first.reused) == (len(samples), 0)
     assert list(first.failed) == ["blank"] and "no face found" in first.failed["blank"]
-    folder = tmp_path / "cache" / config_key(config.resolved())
+    folder = tmp_path / "cache" / config_key(config)
     assert first.directory == folder
     assert json.loads((folder / "config.json").read_text())["config"]["size"] == 28
     cache = FeatureCache(tmp_path / "cache", config)
-    assert cache.load(samples[0].id)["image"].shape == (28, 28, 3)
+    assert cache.load(samples[0])["image"].shape == (28, 28, 3)
 
     second = prepare([*samples, bad], config, tmp_path / "cache", workers=1, progress=False)
     assert (second.computed, second.reused, list(second.failed)) == (0, len(samples), ["blank"])
@@ -86,25 +87,25 @@ def test_prepare_caches_reuses_and_reports_failures(samples, tmp_path):
 
 
 def test_an_interrupted_run_resumes_with_what_is_missing(samples, tmp_path):
-    config = PrepareConfig(pipeline="apex_face", size=48)
+    config = PreprocessConfig(pipeline="apex_face", size=48)
     prepare(samples, config, tmp_path, workers=2, progress=False)
     cache = FeatureCache(tmp_path, config)
-    cache.path(samples[1].id).unlink()  # as if killed before this one finished
-    (cache.directory / f".{samples[1].id}.npz.123.tmp").write_bytes(b"partial")
+    cache.path(samples[1]).unlink()  # as if killed before this one finished
+    (cache.directory / f".{cache.stem(samples[1])}.npz.123.tmp").write_bytes(b"partial")
     again = prepare(samples, config, tmp_path, workers=1, progress=False)
     assert (again.computed, again.reused) == (1, len(samples) - 1)
-    other = prepare(samples[:1], replace(config, size=40), tmp_path, progress=False)
+    other = prepare(samples[:1], config.model_copy(update={"size": 40}), tmp_path, progress=False)
     assert other.directory != cache.directory and other.computed == 1
 
 
 def test_cached_images_stand_in_for_the_sample_files(samples, tmp_path):
-    config = PrepareConfig(pipeline="flow_image")
+    config = PreprocessConfig(pipeline="flow_image")
     prepare(samples[:2], config, tmp_path, workers=1, progress=False)
     ready = FeatureCache(tmp_path, config).as_samples(samples)
     assert [s.id for s in ready] == [s.id for s in samples[:2]]
     assert read_image(ready[0].path).shape == (28, 28, 3)
     with pytest.raises(ValueError, match="not images"):
-        FeatureCache(tmp_path, PrepareConfig(pipeline="flow_clip")).as_samples(samples)
+        FeatureCache(tmp_path, PreprocessConfig(pipeline="flow_clip")).as_samples(samples)
 
 
 def test_file_names_are_safe_and_distinct():
@@ -115,17 +116,28 @@ def test_file_names_are_safe_and_distinct():
 
 def test_duplicate_ids_and_unknown_pipelines_are_rejected(samples, tmp_path):
     with pytest.raises(ValueError, match="occurs twice"):
-        prepare([samples[0], samples[0]], PrepareConfig(), tmp_path, progress=False)
-    with pytest.raises(ValueError, match="unknown pipeline"):
-        PrepareConfig(pipeline="hog_features").resolved()
+        prepare([samples[0], samples[0]], PreprocessConfig(), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="pipeline"):
+        PreprocessConfig(pipeline="hog_features")
+    with pytest.raises(ValueError, match="decided by the recipe"):
+        resolve_preprocess(PreprocessConfig())
 
 
 def test_prepare_command_runs_then_reuses(replica, samples, tmp_path):
     out = tmp_path / "cache"
-    args = ["prepare", "casme2", str(replica), "--out", str(out), "--pipeline", "apex_face"]
-    args += ["--size", "32", "--workers", "1"]
+    args = ["prepare", "casme2", str(replica), "--out", str(out), "--set", "pipeline=apex_face"]
+    args += ["--set", "size=32", "--workers", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"{len(samples)} computed, 0 reused, 0 failed" in result.output
     result = CliRunner().invoke(app, args)
     assert f"0 computed, {len(samples)} reused" in result.output
+
+
+def test_a_changed_frame_or_coding_is_prepared_again(samples, tmp_path):
+    config = PreprocessConfig(pipeline="flow_image")
+    first = prepare(samples[:1], config, tmp_path, workers=1, progress=False)
+    assert first.computed == 1
+    recoded = replace(samples[0], apex=samples[0].apex - 1)
+    assert prepare([recoded], config, tmp_path, workers=1, progress=False).computed == 1
+    assert prepare(samples[:1], config, tmp_path, workers=1, progress=False).reused == 1

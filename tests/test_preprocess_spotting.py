@@ -7,8 +7,8 @@ import functools
 import numpy as np
 import pytest
 
-from microexpr.datasets.synthetic import SyntheticClip, generate_clips
 from microexpr.preprocess import spotting
+from microexpr.synth import SyntheticClip, generate_clips
 
 
 @functools.cache

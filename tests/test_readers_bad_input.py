@@ -10,7 +10,7 @@ from readers_support import clips_for, edit_xlsx
 
 from microexpr.datasets import DataError, load
 from microexpr.datasets.problems import Report
-from microexpr.datasets.replicas import write_layout
+from microexpr.synth import write_layout
 
 SHEET = "CASME2-coding-20140508.xlsx"
 

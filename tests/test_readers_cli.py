@@ -6,7 +6,7 @@ from readers_support import clips_for, edit_xlsx
 from typer.testing import CliRunner
 
 from microexpr.cli import _reader_options, app
-from microexpr.datasets.replicas import write_layout
+from microexpr.synth import write_layout
 
 runner = CliRunner()
 

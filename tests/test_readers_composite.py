@@ -12,7 +12,7 @@ from readers_support import assert_matches, clips_for
 
 from microexpr.datasets import DataError, load
 from microexpr.datasets.problems import Report
-from microexpr.datasets.replicas import write_layout
+from microexpr.synth import write_layout
 
 REAL_LIST = (
     Path(__file__).resolve().parents[1]

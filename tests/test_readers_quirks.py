@@ -9,7 +9,7 @@ from readers_support import assert_matches, clips_for, edit_xlsx, problems
 from microexpr.datasets import load
 from microexpr.datasets.coded_sheet import FrameList
 from microexpr.datasets.problems import Report
-from microexpr.datasets.replicas import write_layout
+from microexpr.synth import write_layout
 
 
 def read(name: str, root, **kwargs) -> tuple[list, Report]:

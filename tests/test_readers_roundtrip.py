@@ -8,7 +8,7 @@ from readers_support import CLIP_FIELDS, assert_matches, clips_for
 
 from microexpr.datasets import load
 from microexpr.datasets.problems import Report
-from microexpr.datasets.replicas import write_layout
+from microexpr.synth import write_layout
 
 FIELDS = (*CLIP_FIELDS, "n_frames")
 LAYOUTS = [
@@ -97,10 +97,10 @@ def test_ckplus_neutral_first_frames_for_eight_classes(tmp_path):
 
 def test_every_registered_clip_reader_has_a_writer():
     from microexpr.datasets import names
-    from microexpr.datasets.replicas import WRITERS
+    from microexpr.synth import WRITERS
 
-    # flow_images has its writers beside its reader; image_folder is a generic class-folder
-    # layout, not a database's own.
+    # flow_images' writers (synth.replicas.flow_images) take flow images, not clips;
+    # image_folder is a generic class-folder layout, not a database's own.
     assert set(names()) - {"flow_images", "image_folder"} == set(WRITERS)
 
 

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from microexpr import models
 from microexpr.config import ExperimentConfig, load_config
-from microexpr.datasets.flow_images import write_flat
-from microexpr.datasets.synthetic import write_synthetic
-from microexpr.inputs import load_images
-from microexpr.train.experiment import load_samples, model_info, run_experiment
+from microexpr.inputs import model_inputs
+from microexpr.recipe import resolve
+from microexpr.synth import write_synthetic
+from microexpr.synth.replicas.flow_images import write_flat
+from microexpr.train.experiment import load_samples, run_experiment
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("seed00[012]_*.yaml"))
 
@@ -46,11 +46,18 @@ def synthetic_root(cfg: ExperimentConfig, root: Path) -> Path:
         write_image_folder(root, ("expressionless", "pout", "smile", "laugh"))
     elif name == "flow_images":
         write_synthetic("flow", root, n_subjects=2, clips_per_subject=4, size=28)
+        # the apex faces beside the flow images, as the composite set has them
+        faces = root / "combined_datasets_whole"
+        faces.mkdir()
+        rng = np.random.default_rng(1)
+        for face in pd.read_csv(root / "combined_3_class2_for_optical_flow.csv")["imagename"]:
+            cv2.imwrite(str(faces / face), rng.integers(0, 255, (48, 48, 3), np.uint8))
     elif name == "ckplus":
-        # three subjects: every class needs three samples for the stratified 3-fold split
-        write_synthetic("ckplus", root, n_subjects=3, clips_per_subject=7, size=32, n_frames=4)
+        # three subjects: every class needs three samples for the stratified 3-fold split;
+        # frames large enough for the face detector (the Plan aligns on 68 landmarks)
+        write_synthetic("ckplus", root, n_subjects=3, clips_per_subject=7, size=96, n_frames=4)
     else:
-        write_synthetic(name, root, n_subjects=2, clips_per_subject=5, size=32, n_frames=4)
+        write_synthetic(name, root, n_subjects=2, clips_per_subject=5, size=96, n_frames=4)
     return root
 
 
@@ -82,18 +89,22 @@ def test_model_input_kind_reads_the_flow_images_in_place_of_the_faces(tmp_path, 
     faces.mkdir()
     for subject, clip, _, _ in flow_records:
         cv2.imwrite(str(faces / f"{subject}_{clip}.jpg"), np.full((28, 28, 3), 200, np.uint8))
-    raw = {"data": {"root": str(tmp_path)}, "model": {"name": "se_resnext50_32x4d"}}
-    cfg = ExperimentConfig.model_validate(raw)
-    samples, _ = load_samples(cfg)
-    face_images = load_images(samples, model_info(cfg), 3, 28)
-    raw["model"]["input_kind"] = "flow_image"
-    flow_images = load_images(samples, model_info(ExperimentConfig.model_validate(raw)), 3, 28)
+
+    def images(model: dict) -> torch.Tensor:
+        raw = {"data": {"root": str(tmp_path)}, "model": {"input_size": 28, **model}}
+        plan = resolve(ExperimentConfig.model_validate(raw))
+        assert plan.preprocess is None  # the reader's files are the inputs
+        return model_inputs(load_samples(plan), plan).images
+
+    face_images = images({"name": "se_resnext50_32x4d", "scaling": "raw"})
+    flow_images = images({"name": "se_resnext50_32x4d", "input_kind": "flow_image"})
     assert torch.allclose(face_images, face_images[0, 0, 0, 0], atol=3)  # the grey faces
-    assert torch.equal(flow_images, load_images(samples, models.info("ststnet"), 3, 28))
-    assert flow_images.std() > 10
+    ststnet = images({"name": "ststnet", "scaling": "imagenet"})
+    assert torch.equal(flow_images, ststnet)  # the same files, the same scaling
+    assert flow_images.std() > 0.3
 
 
 def test_model_input_kind_is_refused_for_a_clip_model():
     raw = {"model": {"name": "c3d_vgg", "input_kind": "flow_image"}}
     with pytest.raises(ValueError, match="clip model"):
-        model_info(ExperimentConfig.model_validate(raw))
+        resolve(ExperimentConfig.model_validate(raw))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from microexpr.cli import app
 from microexpr.datasets import load
-from microexpr.datasets.synthetic import LAYOUTS, write_synthetic
+from microexpr.synth import LAYOUTS, write_synthetic
 
 READER = {"flow": "flow_images", "flow-per-subject": "flow_images"}
 

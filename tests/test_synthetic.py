@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from microexpr.datasets import synthetic
-from microexpr.datasets.synthetic import EMOTION_AUS, generate_clips, synthetic_flow_images
 from microexpr.labels import normalise_emotion
+from microexpr.synth import generator
+from microexpr.synth.generator import EMOTION_AUS, generate_clips, synthetic_flow_images
 
 REAL_FACES = Path(__file__).resolve().parents[1] / "../shared/data/megc2019_composite"
 REAL_FACES = REAL_FACES / "combined_datasets_whole"
@@ -18,7 +18,7 @@ STILL = {"noise": 0.0, "drift": 0.0, "blink_prob": 0.0, "flicker": 0.0}
 
 
 @pytest.fixture(scope="module")
-def clips() -> list[synthetic.SyntheticClip]:
+def clips() -> list[generator.SyntheticClip]:
     return generate_clips(3, 5, size=64, seed=7)
 
 
@@ -39,7 +39,7 @@ def test_clip_fields_are_consistent(clips):
 def test_emotions_are_balanced_per_subject(clips):
     for subject in (1, 2, 3):
         emotions = [c.emotion for c in clips if c.subject == subject]
-        assert sorted(emotions) == sorted(synthetic.CASME2_EMOTIONS)
+        assert sorted(emotions) == sorted(generator.CASME2_EMOTIONS)
 
 
 def test_same_seed_same_clips_other_seed_other_clips(clips):
@@ -86,7 +86,7 @@ def test_annotated_apex_is_frame_of_max_planted_displacement():
 
 def test_lip_corner_puller_moves_corners_up_and_outwards():
     face = generate_clips(1, 1, size=96, seed=0, **STILL)[0]
-    field = synthetic.au_field(face.landmarks, ("12",), 96)
+    field = generator.au_field(face.landmarks, ("12",), 96)
     for corner, outward_sign in ((48, -1), (54, 1)):
         x, y = np.round(face.landmarks[corner]).astype(int)
         dx, dy = field[y, x]
@@ -96,7 +96,7 @@ def test_lip_corner_puller_moves_corners_up_and_outwards():
 
 def test_one_sided_dimpler_moves_only_the_subjects_right():
     face = generate_clips(1, 1, size=96, seed=0, **STILL)[0]
-    field = np.linalg.norm(synthetic.au_field(face.landmarks, ("R14",), 96), axis=2)
+    field = np.linalg.norm(generator.au_field(face.landmarks, ("R14",), 96), axis=2)
     (xr, yr), (xl, yl) = np.round(face.landmarks[[48, 54]]).astype(int)
     assert field[yr, xr] > 0.5 and field[yl, xl] < 0.05
 
@@ -147,14 +147,14 @@ def test_face_folder_groups_files_by_person(tmp_path):
     photo = cv2.cvtColor(__import__("skimage").data.astronaut(), cv2.COLOR_RGB2BGR)
     for name in ("a_1.jpg", "a_2.jpg", "b_1.jpg"):
         cv2.imwrite(str(tmp_path / name), photo)
-    assert [Path(p).name for p in synthetic.face_sources(tmp_path)] == ["a_1.jpg", "b_1.jpg"]
+    assert [Path(p).name for p in generator.face_sources(tmp_path)] == ["a_1.jpg", "b_1.jpg"]
     with pytest.raises(FileNotFoundError):
-        synthetic.face_sources(tmp_path / "missing")
+        generator.face_sources(tmp_path / "missing")
 
 
 @pytest.mark.skipif(not REAL_FACES.is_dir(), reason="real composite faces not present")
 def test_real_faces_give_different_people():
-    sources = synthetic.face_sources(REAL_FACES)
+    sources = generator.face_sources(REAL_FACES)
     assert len(sources) == 68
     clips = generate_clips(3, 1, size=64, seed=0, faces=REAL_FACES)
     assert len(clips) == 3

@@ -21,11 +21,17 @@ def models_list() -> None:
     """List registered models with the input each one takes."""
     from microexpr import models
 
-    table = Table("name", "family", "input", "size", "channels")
+    table = Table("name", "family", "input", "size", "channels", "scaling", "frames")
     for name in models.list_models():
-        entry = models.info(name)
+        spec = models.info(name).input
         table.add_row(
-            name, entry.family, entry.input_kind, str(entry.input_size), str(entry.in_chans)
+            name,
+            models.info(name).family,
+            spec.kind,
+            str(spec.size),
+            str(spec.in_chans),
+            spec.scaling,
+            str(spec.num_frames or ""),
         )
     console.print(table)
 
@@ -146,97 +152,153 @@ def _print_metrics(metrics: dict, out: str) -> None:
     )
 
 
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a config value KEY=VALUE (dotted keys, YAML values), e.g. "
+        "--set train.epochs=10 --set model.options.dropout=0.3 (repeatable).",
+    ),
+]
+MaxFoldsOption = Annotated[
+    int | None, typer.Option(help="Only the protocol's first N folds (a smoke run).")
+]
+CacheOption = Annotated[
+    str | None,
+    typer.Option(help="Feature cache root (default: $MICROEXPR_CACHE or ~/.cache/microexpr)."),
+]
+
+# What `benchmark composite` runs: the published STSTNet recipe (configs/composite_ststnet.yaml
+# holds the same; a test keeps the two equal).
+COMPOSITE_STSTNET = {
+    "name": "MEGC2019 composite LOSO, ststnet, 800 epochs",
+    "data": {"name": "flow_images", "taxonomy": "composite3"},
+    "model": {"name": "ststnet"},
+    "train": {
+        "epochs": 800,
+        "batch_size": 256,
+        "lr": 5e-5,
+        "optimizer": "adam",
+        "loss": "cross_entropy",
+        "shuffle": False,
+        "group_by_label": True,
+    },
+    "protocol": {"name": "composite_loso"},
+    "ensemble": 1,
+}
+
+
 @benchmark_app.command("composite")
 def benchmark_composite(
     data: Annotated[
         str, typer.Option(help="MEGC2019 composite flow-image folder (CSV + images).")
     ] = DEFAULT_COMPOSITE,
-    model: Annotated[str, typer.Option(help="Registered model name.")] = "ststnet",
-    epochs: Annotated[
-        int, typer.Option(help="Fixed number of epochs (no selection on test folds).")
-    ] = 800,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 256,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-5,
-    seed: Annotated[
-        int, typer.Option(help="Seed for every fold's initialisation and batches.")
-    ] = 0,
-    shuffle: Annotated[
-        bool, typer.Option(help="Shuffle each fold's training samples every epoch.")
-    ] = False,
-    group_by_label: Annotated[
-        bool,
-        typer.Option(
-            help="Without --shuffle, feed training samples grouped by class, as the published "
-            "STSTNet loop reads its label folders."
-        ),
-    ] = True,
-    ensemble: Annotated[
-        int, typer.Option(help="Models per fold, each seeded differently; probabilities averaged.")
-    ] = 1,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    engine: Annotated[
-        str, typer.Option(help="auto, stacked (all folds at once) or per_fold.")
-    ] = "auto",
-    folds_per_call: Annotated[
-        int,
-        typer.Option(
-            help="Folds trained together by the stacked engine (0 = all); smaller groups "
-            "save progress more often."
-        ),
-    ] = 0,
     out: Annotated[
         str, typer.Option(help="Output folder; re-running into it resumes.")
     ] = "runs/composite",
+    overrides: SetOption = None,
+    max_folds: MaxFoldsOption = None,
+    save_model: Annotated[
+        bool, typer.Option(help="Fit a final model on all subjects and save it (OUT/model).")
+    ] = True,
 ) -> None:
-    """MEGC2019 composite LOSO (68 subjects, 3 classes) with the published STSTNet recipe."""
+    """MEGC2019 composite LOSO (68 subjects, 3 classes) with the published STSTNet recipe:
+    raw BGR flow images, Adam 5e-5, batch 256, 800 epochs, cross-entropy, training samples
+    grouped by class, seed 0, one model per fold. Change any of it with --set, e.g.
+    --set train.seed=1 --set ensemble=5 --set train.shuffle=true --set engine=per_fold."""
     from pathlib import Path
 
-    from microexpr.config import DataConfig, ExperimentConfig, ModelConfig
+    from microexpr.config import config_from
     from microexpr.train.experiment import run_experiment
-    from microexpr.train.trainer import TrainConfig
 
-    cfg = ExperimentConfig(
-        name=f"MEGC2019 composite LOSO, {model}, {epochs} epochs",
-        data=DataConfig(name="flow_images", root=data, taxonomy="composite3"),
-        model=ModelConfig(name=model),
-        train=TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            shuffle=shuffle,
-            group_by_label=group_by_label,
-            device=device,
-        ),
-        engine=engine,
-        folds_per_call=folds_per_call,
-        ensemble=ensemble,
-    )
-    _print_metrics(run_experiment(cfg, Path(out)), out)
+    cfg = config_from(COMPOSITE_STSTNET, [f"data.root={data}", *(overrides or [])])
+    if not overrides or not any(o.startswith("name=") for o in overrides):
+        cfg.name = f"MEGC2019 composite LOSO, {cfg.model.name}, {cfg.train.epochs} epochs"
+    metrics = run_experiment(cfg, Path(out), max_folds=max_folds, save_model=save_model)
+    _print_metrics(metrics, out)
 
 
 @app.command("train")
 def train_command(
     config: Annotated[str, typer.Argument(help="Experiment YAML (see configs/).")],
     out: Annotated[str, typer.Option(help="Output folder; re-running into it resumes.")],
-    data: Annotated[str | None, typer.Option(help="Dataset root (overrides data.root).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
-    device: Annotated[str | None, typer.Option(help="Override train.device.")] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset root (sets data.root).")] = None,
+    overrides: SetOption = None,
+    max_folds: MaxFoldsOption = None,
+    cache: CacheOption = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Preprocessing processes (default: all cores).")
+    ] = None,
+    save_model: Annotated[
+        bool,
+        typer.Option(help="Fit a final model on all subjects with the same recipe (OUT/model)."),
+    ] = True,
+    save_fold_models: Annotated[
+        bool, typer.Option(help="Also save each fold's model (OUT/fold_models/<fold>).")
+    ] = False,
 ) -> None:
-    """Run an experiment config: every fold of its protocol, then the pooled report."""
+    """Run an experiment config: its preprocessing (cached), every fold of its protocol, the
+    pooled report, and a model bundle fitted on all subjects (load it with `predict`)."""
     from pathlib import Path
 
     from microexpr.config import load_config
     from microexpr.train.experiment import run_experiment
 
-    cfg = load_config(config)
-    if data is not None:
-        cfg.data.root = data
-    if epochs is not None:
-        cfg.train.epochs = epochs
-    if device is not None:
-        cfg.train.device = device
-    _print_metrics(run_experiment(cfg, Path(out)), out)
+    extra = [f"data.root={data}"] if data is not None else []
+    cfg = load_config(config, [*extra, *(overrides or [])])
+    metrics = run_experiment(
+        cfg,
+        Path(out),
+        max_folds=max_folds,
+        cache=cache,
+        save_model=save_model,
+        save_fold_models=save_fold_models,
+        workers=workers,
+    )
+    _print_metrics(metrics, out)
+    if save_model:
+        console.print(f"model bundle: {out}/model (microexpr predict {out}/model --data DIR)")
+
+
+@app.command("predict")
+def predict_command(
+    bundle: Annotated[str, typer.Argument(help="Model bundle folder (a run's OUT/model).")],
+    data: Annotated[str, typer.Option(help="Database folder to score.")],
+    out: Annotated[str, typer.Option(help="Output folder for predictions.csv.")],
+    reader: Annotated[
+        str | None, typer.Option(help="Reader (default: the one the model was trained with).")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="reader option KEY=VALUE (repeatable)"),
+    ] = None,
+    cache: CacheOption = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+) -> None:
+    """Score every sample of a database folder with a saved model: its own preprocessing,
+    then class probabilities. Writes OUT/predictions.csv (id, subject, true label where the
+    model knows the class, predicted label, score, one probability column per class)."""
+    from pathlib import Path
+
+    from microexpr import datasets, load_bundle
+    from microexpr.train.experiment import default_cache
+
+    model = load_bundle(bundle)
+    name = reader or model.plan.data.name
+    options = _reader_options(option) if option else (model.plan.data.options if not reader else {})
+    samples = datasets.load(name, data, **options)
+    table = model.predict(samples, device=device, cache=cache or default_cache(), progress=True)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / "predictions.csv", index=False)
+    for sample_id, reason in list(table.attrs["failed"].items())[:20]:
+        console.print(f"skipped {sample_id}: {reason}", markup=False, highlight=False)
+    scored = table.dropna(subset=["true_label"]) if "true_label" in table else table.iloc[:0]
+    summary = f"{len(table)} samples scored -> {out_dir / 'predictions.csv'}"
+    if len(scored):
+        accuracy = float((scored["true_label"] == scored["label"]).mean())
+        summary += f"; accuracy {accuracy:.4f} on the {len(scored)} with a known class"
+    console.print(summary, markup=False, highlight=False)
 
 
 @app.command("demo")
@@ -254,11 +316,10 @@ def demo(
     """
     from pathlib import Path
 
-    from microexpr.config import DataConfig, ExperimentConfig, ModelConfig
-    from microexpr.datasets.flow_images import write_flat
-    from microexpr.datasets.synthetic import synthetic_flow_images
+    from microexpr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+    from microexpr.synth import synthetic_flow_images
+    from microexpr.synth.replicas.flow_images import write_flat
     from microexpr.train.experiment import run_experiment
-    from microexpr.train.trainer import TrainConfig
 
     out_dir = Path(out)
     data_dir = out_dir / "data"
@@ -309,7 +370,7 @@ def synth(
 
     import pandas as pd
 
-    from microexpr.datasets.synthetic import write_synthetic
+    from microexpr.synth import write_synthetic
 
     start = time.perf_counter()
     records = write_synthetic(
@@ -340,30 +401,26 @@ def synth(
 
 @app.command("prepare")
 def prepare_command(
-    dataset: Annotated[str, typer.Argument(help="reader name (see `microexpr datasets list`)")],
-    path: Annotated[str, typer.Argument(help="the database folder, as distributed")],
-    out: Annotated[str, typer.Option(help="Cache root; results go to OUT/<config-hash>/.")],
-    pipeline: Annotated[
-        str, typer.Option(help="flow_image, apex_face, face_clip or flow_clip.")
-    ] = "flow_image",
-    size: Annotated[
-        int | None,
+    dataset: Annotated[
+        str | None, typer.Argument(help="reader name (default: the --config's reader)")
+    ] = None,
+    path: Annotated[
+        str | None, typer.Argument(help="the database folder (default: the --config's root)")
+    ] = None,
+    out: CacheOption = None,
+    config: Annotated[
+        str | None,
+        typer.Option(help="Experiment YAML: run the preprocessing its Plan gives its model."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
         typer.Option(
-            help="Output side (default: 28 flow image, 224 face, 128 face clip, 112 flow clip)."
+            "--set",
+            help="Preprocessing setting KEY=VALUE, e.g. --set pipeline=apex_face --set "
+            "region=mouth --set size=96 (with --config: experiment keys, "
+            "e.g. --set preprocess.gray=true). Repeatable.",
         ),
     ] = None,
-    face_size: Annotated[int, typer.Option(help="Aligned face side for flow/spotting.")] = 128,
-    region: Annotated[
-        str | None, typer.Option(help="apex_face: crop a region (mouth, eyes, brows, nose).")
-    ] = None,
-    gray: Annotated[bool, typer.Option(help="One-channel face outputs.")] = False,
-    frames: Annotated[int, typer.Option(help="Clip pipelines: frames per clip.")] = 16,
-    resample: Annotated[str, typer.Option(help="Clip resampling: linear or tim.")] = "linear",
-    flow: Annotated[str, typer.Option(help="Flow method: tvl1 or farneback.")] = "tvl1",
-    apex: Annotated[
-        str, typer.Option(help="Apex when not coded: seed002, flow or middle.")
-    ] = "seed002",
-    magnify: Annotated[float, typer.Option(help="Eulerian magnification factor (0: off).")] = 0.0,
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
     retry_failed: Annotated[bool, typer.Option(help="Try earlier failures again.")] = False,
     option: Annotated[
@@ -374,34 +431,48 @@ def prepare_command(
 ) -> None:
     """Run a preprocessing pipeline over a database, in parallel, cached per sample.
 
-    A second run with the same settings reuses every finished sample; an interrupted run
-    resumes. Samples that fail (no face, unreadable frame) are listed and skipped.
+    Without --config the settings are preprocess settings (docs/preprocess.md), default
+    pipeline flow_image; with --config they are the Plan's, so `train` then finds every
+    sample ready. A second run with the same settings reuses every finished sample; an
+    interrupted run resumes. Samples that fail (no face, unreadable frame) are listed and
+    skipped.
     """
     from microexpr import datasets
+    from microexpr.config import PreprocessConfig, config_from, load_config, validate
     from microexpr.preprocess.cache import prepare
-    from microexpr.preprocess.pipelines import PrepareConfig
+    from microexpr.recipe import resolve
+    from microexpr.train.experiment import default_cache
 
-    samples = datasets.load(dataset, path, **_reader_options(option or []))
-    config = PrepareConfig(
-        pipeline=pipeline,
-        size=size,
-        face_size=face_size,
-        region=region,
-        gray=gray,
-        num_frames=frames,
-        resample=resample,
-        flow_method=flow,
-        apex_method=apex,
-        magnify_alpha=magnify,
+    if config is not None:
+        extra = [f"data.name={dataset}"] if dataset else []
+        extra += [f"data.root={path}"] if path else []
+        plan = resolve(load_config(config, [*extra, *(overrides or [])]))
+        if plan.preprocess is None:
+            console.print(f"{config}: its model reads the reader's files as they are")
+            return
+        settings, dataset, path = plan.preprocess, plan.data.name, plan.data.root
+        reader_options = {**plan.data.options, **_reader_options(option or [])}
+    else:
+        if dataset is None or path is None:
+            raise typer.BadParameter("give DATASET and PATH, or --config")
+        raw = config_from({}, [f"preprocess.{o}" for o in overrides or []]).preprocess
+        pipeline = "flow_image" if raw.pipeline in ("auto", "none") else raw.pipeline
+        settings = validate(PreprocessConfig, {**raw.model_dump(), "pipeline": pipeline}, "--set")
+        reader_options = _reader_options(option or [])
+    if path is None:
+        raise typer.BadParameter("no database folder: give PATH or set data.root")
+    samples = datasets.load(dataset, path, **reader_options)
+    report = prepare(
+        samples, settings, out or default_cache(), workers=workers, retry_failed=retry_failed
     )
-    report = prepare(samples, config, out, workers=workers, retry_failed=retry_failed)
     for sample_id, reason in list(report.failed.items())[:show]:
         console.print(f"failed {sample_id}: {reason}", markup=False, highlight=False)
     if len(report.failed) > show:
         console.print(f"... {len(report.failed) - show} more failures (--show N)")
     console.print(
-        f"{pipeline}: {report.total} samples -> {report.directory}: {report.computed} computed, "
-        f"{report.reused} reused, {len(report.failed)} failed ({report.seconds:.1f} s)",
+        f"{settings.pipeline}: {report.total} samples -> {report.directory}: "
+        f"{report.computed} computed, {report.reused} reused, {len(report.failed)} failed "
+        f"({report.seconds:.1f} s)",
         markup=False,
         highlight=False,
     )

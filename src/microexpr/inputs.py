@@ -1,41 +1,39 @@
-"""Samples -> tensors, by the input kind a model declares (flow image, apex image, ...).
+"""Samples -> model tensors, by a Plan: its preprocessing (through the feature cache), then
+its InputSpec (size, channels, scaling) and, for 3-D models, its clip reading.
 
-Small inputs (28x28 flow images, apex crops) are read once into memory: the whole composite
-set is 442 x 3 x 28 x 28 floats, and every fold and epoch reuses it.
+Training, ``predict`` and video analysis all call :func:`model_inputs` (or
+:func:`inputs_from_arrays` for arrays a caller made with the same pipelines), so a model
+sees at prediction time exactly what it saw in training. Small inputs (28x28 flow images,
+apex crops) are held in memory: the whole composite set is 442 x 3 x 28 x 28 floats, and
+every fold and epoch reuses it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from microexpr.config import ClipConfig, ResampleMethod, Scaling
 from microexpr.errors import DataError
-from microexpr.models.registry import ModelInfo
-from microexpr.preprocess.flow import flow_sequence
-from microexpr.preprocess.temporal import Method, resample
+from microexpr.plan import Plan
+from microexpr.preprocess.cache import FeatureCache, prepare
+from microexpr.preprocess.frames import read_image, still_frame
+from microexpr.preprocess.pipelines import resolve_preprocess, run_pipeline
+from microexpr.preprocess.temporal import resample
 from microexpr.samples import Sample
+from microexpr.spec import InputSpec
 
-Scaling = Literal["raw", "unit", "imagenet"]
 # ImageNet statistics in OpenCV's BGR order, and OpenCV's BGR -> gray weights.
 _MEAN_BGR = (0.406, 0.456, 0.485)
 _STD_BGR = (0.225, 0.224, 0.229)
 _GRAY_BGR = (0.114, 0.587, 0.299)
-
-
-def read_image(path: Path, gray: bool = False) -> np.ndarray:
-    """BGR (or gray) uint8 image; a missing or unreadable file names itself."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(path, "missing or unreadable image")
-    return image
 
 
 def to_chw(image: np.ndarray, size: int, in_chans: int, scaling: Scaling) -> np.ndarray:
@@ -62,6 +60,8 @@ def scale_array(array: np.ndarray, scaling: Scaling) -> np.ndarray:
     """Channels-first 0..255 float32 pixels (C, ...) scaled as ``to_chw`` describes."""
     if scaling == "raw":
         return array
+    if scaling == "flow_max":
+        raise ValueError("flow_max scales flow clips, not pixels")
     array = array / np.float32(255.0)
     if scaling == "imagenet":
         shape = (-1,) + (1,) * (array.ndim - 1)
@@ -71,40 +71,16 @@ def scale_array(array: np.ndarray, scaling: Scaling) -> np.ndarray:
     return array
 
 
-def sample_image_path(sample: Sample, kind: str) -> Path:
-    """The one file a 2-D model reads: the flow image, or the apex (else middle) frame."""
-    if kind == "flow_image":
-        if sample.path is None:
-            raise DataError(sample.id, "sample has no flow image (path)")
-        return sample.path
-    if not sample.frames:
-        if sample.path is not None:
-            return sample.path
-        raise DataError(sample.id, "sample has no frames")
-    index = sample.apex if sample.apex is not None else len(sample.frames) // 2
-    return sample.frames[index]
-
-
-def load_images(
-    samples: Sequence[Sample],
-    info: ModelInfo,
-    in_chans: int | None = None,
-    size: int | None = None,
-    scaling: Scaling = "raw",
-    progress: bool = False,
-) -> torch.Tensor:
-    """(N, C, H, W) float tensor of every sample's image for a 2-D model."""
-    if info.input_kind not in ("flow_image", "apex_image", "image"):
-        raise ValueError(f"{info.name} takes {info.input_kind}, not a single image")
-    chans = in_chans or info.in_chans
-    side = size or info.input_size
-    arrays = [
-        to_chw(
-            read_image(sample_image_path(s, info.input_kind), gray=chans == 1), side, chans, scaling
-        )
-        for s in tqdm(samples, desc="reading images", disable=not progress, leave=False)
-    ]
-    return torch.from_numpy(np.stack(arrays))
+def normalise_flow(flow: np.ndarray) -> np.ndarray:
+    """u and v over their largest magnitude in the clip (direction and relative speed kept),
+    strain over its largest value: absolute flow scales differ between databases (frame rate,
+    face size) far more than the motion patterns do. float16, as clips are held."""
+    flow = flow.astype(np.float32)
+    motion = np.abs(flow[..., :2]).max()
+    strain = flow[..., 2].max()
+    flow[..., :2] /= motion if motion > 0 else 1.0
+    flow[..., 2] /= strain if strain > 0 else 1.0
+    return flow.astype(np.float16)
 
 
 def encode_labels(samples: Sequence[Sample], classes: Sequence[str]) -> torch.Tensor:
@@ -118,116 +94,143 @@ def encode_labels(samples: Sequence[Sample], classes: Sequence[str]) -> torch.Te
 
 
 # --------------------------------------------------------------------------------------------
-# Clips for 3-D models: frames (input kind "clip") and optical-flow sequences ("flow_clip")
+# What preprocessing gives per sample (a dict of arrays) and what the model reads of it
 # --------------------------------------------------------------------------------------------
 
-CLIP_KINDS = ("clip", "flow_clip")
+
+def read_as_is(sample: Sample, spec: InputSpec) -> dict[str, np.ndarray]:
+    """The reader's own file as the input, when no preprocessing is needed: the flow image
+    (``Sample.path``) for a flow model, else the sample's still (apex) frame."""
+    gray = spec.in_chans == 1
+    if spec.kind == "flow_image":
+        if sample.path is None:
+            raise DataError(sample.id, "sample has no flow image (path)")
+        return {"image": read_image(sample.path, gray=gray)}
+    return {"image": read_image(still_frame(sample), gray=gray)}
 
 
-class ClipConfig(BaseModel):
-    """How samples become fixed-length clips for 3-D models (2-D models ignore it).
-
-    num_frames: clip length (default: the model's ``num_frames``).
-    span: ``all`` frames of the sample, or ``expression`` = onset..offset where both are coded.
-    longer: a clip longer than ``num_frames`` gives a random ``window`` of consecutive frames
-        per read in training (seed S3; at test the window centred on the apex, else the
-        middle) or is ``resample``-d to the length. Shorter clips are always resampled.
-    resample: ``linear`` or ``tim`` (preprocess.temporal).
-    gray: read frames as gray (seed S3 greys its input); repeated to the model's channels.
-    subtract_first: frame clips become differences from their first frame (after scaling):
-        the subject's appearance cancels and the motion remains. Not in seed S3 (off in its
-        configs); the small synthetic runs of docs/models3d.md show why it is offered.
-    expand: seed S3's x10 training set: original and mirror, each also rotated by ``angles``.
-    flow_reference: flow clips hold the flow from the first frame (``onset``: displacement so
-        far) or from the ``previous`` frame (velocity); see docs/models3d.md.
-    flow_method / flow_size: preprocess.flow method, and the frame size flow is computed at
-        (default: the input size).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    num_frames: int | None = None
-    span: Literal["all", "expression"] = "all"
-    longer: Literal["window", "resample"] = "window"
-    resample: Method = "linear"
-    gray: bool = False
-    subtract_first: bool = False
-    expand: bool = False
-    angles: tuple[float, ...] = (5.0, -5.0, 10.0, -10.0)
-    flow_reference: Literal["onset", "previous"] = "onset"
-    flow_method: str = "tvl1"
-    flow_size: int | None = None
-
-
-def clip_span(sample: Sample, span: str) -> tuple[tuple[Path, ...], int | None]:
-    """The sample's frames to use and the apex index within them (``None`` if not coded)."""
-    if not sample.frames:
-        raise DataError(sample.id, "sample has no frames (a clip model needs a frame folder)")
-    first, last = 0, len(sample.frames) - 1
-    if span == "expression" and sample.onset is not None and sample.offset is not None:
-        first, last = sample.onset, sample.offset
-    apex = sample.apex - first if sample.apex is not None and first <= sample.apex <= last else None
-    return sample.frames[first : last + 1], apex
-
-
-def read_clip(paths: Sequence[Path], size: int, gray: bool = False) -> np.ndarray:
-    """(T, size, size, C) uint8 frames, C = 1 (gray) or 3 (BGR)."""
-    frames = []
-    for path in paths:
-        image = read_image(path, gray=gray)
-        if image.shape[:2] != (size, size):
-            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        frames.append(image.reshape(size, size, -1))
-    return np.stack(frames)
-
-
-def flow_clip(frames: np.ndarray, num_frames: int, cfg: ClipConfig, size: int) -> np.ndarray:
-    """(num_frames, size, size, 3) float16 u, v, strain of a clip, normalised per clip.
-
-    The clip is first resampled to ``num_frames + 1`` frames (flow needs pairs), so the whole
-    expression is covered. u and v are divided by their largest absolute value in the clip
-    (direction and relative speed kept), strain by its largest value: absolute flow scales
-    differ between databases (frame rate, face size) far more than the motion patterns do.
-    """
-    if len(frames) != num_frames + 1:
-        frames = resample(frames, num_frames + 1, cfg.resample)
-    flow = flow_sequence(list(frames), cfg.flow_reference, cfg.flow_method, size=size)
-    motion = np.abs(flow[..., :2]).max()
-    strain = flow[..., 2].max()
-    flow[..., :2] /= motion if motion > 0 else 1.0
-    flow[..., 2] /= strain if strain > 0 else 1.0
-    return flow.astype(np.float16)
-
-
-def clip_length(cfg: ClipConfig, info: ModelInfo) -> int:
-    """Frames per clip: the config's, else the model's (16 if it declares none)."""
-    return cfg.num_frames or info.num_frames or 16
-
-
-def load_clips(
+def sample_arrays(
     samples: Sequence[Sample],
-    info: ModelInfo,
-    cfg: ClipConfig,
-    size: int | None = None,
+    plan: Plan,
+    cache: str | Path | None = None,
+    workers: int | None = None,
     progress: bool = False,
-) -> tuple[list[np.ndarray], list[int | None]]:
-    """Every sample's clip held in memory (uint8 frames, or float16 flow sequences for
-    ``flow_clip`` models) and its apex index in that clip."""
-    if info.input_kind not in CLIP_KINDS:
-        raise ValueError(f"{info.name} takes {info.input_kind}, not a clip")
-    side = size or info.input_size
-    num_frames = clip_length(cfg, info)
-    clips, apexes = [], []
-    for sample in tqdm(samples, desc="reading clips", disable=not progress, leave=False):
-        paths, apex = clip_span(sample, cfg.span)
-        if info.input_kind == "clip":
-            clips.append(read_clip(paths, side, cfg.gray))
-            apexes.append(apex)
+) -> tuple[list[Sample], list[dict[str, np.ndarray]], dict[str, str]]:
+    """Each sample's arrays by the Plan: its files as they are, or its preprocessing (through
+    the feature cache at ``cache``, in ``workers`` processes; in this process without one).
+
+    Returns the samples that could be read, their arrays, and sample id -> reason for those
+    that could not (no face, unreadable frame): the caller decides whether that is fatal.
+    """
+    kept, arrays, failed = [], [], {}
+    if plan.preprocess is not None and cache is not None:
+        report = prepare(samples, plan.preprocess, cache, workers=workers, progress=progress)
+        store = FeatureCache(Path(cache), resolve_preprocess(plan.preprocess))
+        for sample in samples:
+            if sample.id in report.failed:
+                failed[sample.id] = report.failed[sample.id]
+            else:
+                kept.append(sample)
+                arrays.append(store.load(sample))
+        return kept, arrays, failed
+    desc = "reading inputs" if plan.preprocess is None else f"{plan.preprocess.pipeline}"
+    for sample in tqdm(samples, desc=desc, disable=not progress, leave=False):
+        try:
+            if plan.preprocess is None:
+                arrays.append(read_as_is(sample, plan.input))
+            else:
+                arrays.append(run_pipeline(sample, plan.preprocess))
+        except DataError as err:
+            if plan.preprocess is None:
+                raise  # the reader's own files: a missing one is the database's error
+            failed[sample.id] = str(err)
+            continue
+        kept.append(sample)
+    return kept, arrays, failed
+
+
+@dataclass
+class ModelInputs:
+    """What a model reads for a list of samples: an (N, C, H, W) tensor for 2-D models, or
+    clips held in memory (uint8 frames or float16 flow maps) with their apex positions."""
+
+    plan: Plan
+    samples: list[Sample]
+    images: torch.Tensor | None = None
+    clips: list[np.ndarray] = field(default_factory=list)
+    apexes: list[int | None] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def subset(
+        self, indices: Sequence[int], targets: torch.Tensor | None = None, train: bool = False
+    ) -> Dataset | tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+        """Training data (``train``: inputs with ``targets``) or test inputs of ``indices``,
+        in the forms ``train_fold`` and ``predict_proba`` take."""
+        indices = list(indices)
+        if targets is None:
+            targets = torch.zeros(len(self.samples), dtype=torch.long)
+        if self.images is not None:
+            return (self.images[indices], targets[indices]) if train else self.images[indices]
+        preprocess = self.plan.preprocess
+        return ClipDataset(
+            [self.clips[i] for i in indices],
+            targets[indices],
+            self.plan.input,
+            self.plan.clip,
+            preprocess.resample if preprocess is not None else "linear",
+            train,
+            [self.apexes[i] for i in indices],
+        )
+
+
+def model_inputs(
+    samples: Sequence[Sample],
+    plan: Plan,
+    cache: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> ModelInputs:
+    """Every sample's model input by the Plan (see :func:`sample_arrays`)."""
+    kept, arrays, failed = sample_arrays(samples, plan, cache, workers, progress)
+    inputs = inputs_from_arrays(arrays, plan, kept)
+    inputs.failed = failed
+    return inputs
+
+
+def inputs_from_arrays(
+    arrays: Sequence[dict[str, np.ndarray]], plan: Plan, samples: Sequence[Sample] = ()
+) -> ModelInputs:
+    """Model inputs from pipeline outputs: ``{"image": HxW[xC] uint8}`` for 2-D models,
+    ``{"frames": TxHxW[xC] uint8, "onset", "apex"}`` for clip models and
+    ``{"flow": TxHxWx3 float}`` (u, v, strain in pixels) for flow-clip models."""
+    spec = plan.input
+    inputs = ModelInputs(plan, list(samples))
+    if not spec.is_clip:
+        chw = [to_chw(a["image"], spec.size, spec.in_chans, spec.scaling) for a in arrays]
+        shape = (0, spec.in_chans, spec.size, spec.size)
+        inputs.images = torch.from_numpy(np.stack(chw)) if chw else torch.empty(shape)
+        return inputs
+    for a in arrays:
+        if spec.kind == "flow_clip":
+            flow = a["flow"]
+            inputs.clips.append(
+                normalise_flow(flow) if spec.scaling == "flow_max" else flow.astype(np.float16)
+            )
+            inputs.apexes.append(None)
         else:
-            frames = read_clip(paths, cfg.flow_size or side)
-            clips.append(flow_clip(frames, num_frames, cfg, side))
-            apexes.append(None)
-    return clips, apexes
+            frames = a["frames"]
+            inputs.clips.append(frames if frames.ndim == 4 else frames[..., None])
+            apex = int(a["apex"] - a["onset"]) if "apex" in a and "onset" in a else None
+            inputs.apexes.append(apex if apex is not None and 0 <= apex < len(frames) else None)
+    return inputs
+
+
+# --------------------------------------------------------------------------------------------
+# Clips for 3-D models: fixed length, seed S3's x10 copies, mirrored and rotated flow
+# --------------------------------------------------------------------------------------------
 
 
 def clip_variants(expand: bool, angles: Sequence[float]) -> list[tuple[bool, float]]:
@@ -263,7 +266,9 @@ def transform_clip(clip: np.ndarray, mirror: bool, angle: float, flow: bool) -> 
     return out
 
 
-def fixed_length(clip: np.ndarray, num_frames: int, start: int, longer: str, method: Method):
+def fixed_length(
+    clip: np.ndarray, num_frames: int, start: int, longer: str, method: ResampleMethod
+) -> np.ndarray:
     """``num_frames`` frames: the window at ``start`` or the resampled clip."""
     if len(clip) == num_frames:
         return clip
@@ -280,46 +285,48 @@ def _centred_start(length: int, num_frames: int, apex: int | None) -> int:
 class ClipDataset(Dataset):
     """(C, T, H, W) float tensors and labels from clips held in memory.
 
-    Frames stay uint8 until read; each read of a training clip longer than ``num_frames``
-    draws a new random window (torch's generator, so the trainer's seed fixes it). With
-    ``variants`` (``clip_variants``) the set is that many times longer, copy-major, so an
-    unshuffled loader still mixes clips.
+    Frames stay uint8 until read; each read of a training clip longer than the spec's
+    ``num_frames`` draws a new random window (torch's generator, so the trainer's seed fixes
+    it). With ``clip.expand`` the training set is ten times longer, copy-major, so an
+    unshuffled loader still mixes clips. Flow clips are read as they are held (already
+    scaled); frame clips get the spec's channels and scaling.
     """
 
     def __init__(
         self,
         clips: Sequence[np.ndarray],
         targets: torch.Tensor,
-        num_frames: int,
-        in_chans: int,
+        spec: InputSpec,
+        clip: ClipConfig,
+        resample_method: ResampleMethod,
         train: bool,
-        cfg: ClipConfig,
         apexes: Sequence[int | None] | None = None,
-        scaling: Scaling = "unit",
-        flow: bool = False,
     ):
+        if spec.num_frames is None:
+            raise ValueError("a clip dataset needs the spec's num_frames")
         self.clips, self.targets = list(clips), targets
         self.apexes = list(apexes) if apexes is not None else [None] * len(self.clips)
-        self.num_frames, self.in_chans, self.train = num_frames, in_chans, train
-        self.cfg, self.scaling, self.flow = cfg, scaling, flow
-        self.variants = clip_variants(cfg.expand and train, cfg.angles)
+        self.spec, self.cfg, self.method, self.train = spec, clip, resample_method, train
+        self.flow = spec.kind == "flow_clip"
+        self.variants = clip_variants(clip.expand and train, clip.angles)
 
     def __len__(self) -> int:
         return len(self.clips) * len(self.variants)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item, copy = index % len(self.clips), index // len(self.clips)
-        clip = self.clips[item]
-        spare = len(clip) - self.num_frames
+        clip, num_frames = self.clips[item], self.spec.num_frames
+        spare = len(clip) - num_frames
         if self.train and spare > 0:
             start = int(torch.randint(0, spare + 1, ()).item())
         else:
-            start = _centred_start(len(clip), self.num_frames, self.apexes[item])
-        clip = fixed_length(clip, self.num_frames, start, self.cfg.longer, self.cfg.resample)
+            start = _centred_start(len(clip), num_frames, self.apexes[item])
+        clip = fixed_length(clip, num_frames, start, self.cfg.longer, self.method)
         clip = transform_clip(clip, *self.variants[copy], flow=self.flow)
         array = clip.astype(np.float32).transpose(3, 0, 1, 2)  # (C, T, H, W)
         if not self.flow:
-            array = scale_array(_match_channels(array, self.in_chans), self.scaling)
+            array = _match_channels(array, self.spec.in_chans)
+            array = scale_array(array, self.spec.scaling)
             if self.cfg.subtract_first:
                 array = array - array[:, :1]
         return torch.from_numpy(np.ascontiguousarray(array)), self.targets[item]

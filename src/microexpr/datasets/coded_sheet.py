@@ -18,6 +18,7 @@ same ones and docs/datasets.md lists them once:
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -413,6 +414,18 @@ class CodedSheet:
         )
 
 
+def _reader_signature(load: Callable, cls: type[CodedSheet]) -> inspect.Signature:
+    """``load``'s options plus those of ``cls``'s constructor, in place of ``**options``, so
+    a config's reader options can be checked before anything runs."""
+    own = [p for p in inspect.signature(load).parameters.values() if p.kind != p.VAR_KEYWORD]
+    extra = [
+        p.replace(kind=p.KEYWORD_ONLY)
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name not in ("self", "report") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return inspect.Signature(own + extra)
+
+
 def coded_sheet_reader(name: str, description: str) -> Callable[[type[CodedSheet]], type]:
     """Class decorator: register ``load(root, **options)`` for a CodedSheet subclass (as
     ``cls.load``), so every sheet database takes the same options (docs/datasets.md).
@@ -436,6 +449,7 @@ def coded_sheet_reader(name: str, description: str) -> Callable[[type[CodedSheet
 
         load.__name__ = load.__qualname__ = f"load_{name}"
         load.__doc__ = cls.__doc__
+        load.__signature__ = _reader_signature(load, cls)
         cls.load = staticmethod(register(name, description)(reporting(load)))
         return cls
 

@@ -134,7 +134,11 @@ def _from_folders(root: Path, report: Report, verify: VerifyImages) -> list[Samp
     return samples
 
 
-@register("fer2013", "FER2013 fer2013.csv / icml_face_data.csv / train+test image folders")
+@register(
+    "fer2013",
+    "FER2013 fer2013.csv / icml_face_data.csv / train+test image folders",
+    provides="images",
+)
 @reporting
 def load_fer2013(
     root: Path,

@@ -18,8 +18,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pandas as pd
 
 from microexpr.datasets.registry import register
@@ -161,58 +159,13 @@ def read_per_subject(root: Path, classes: Sequence[str] = COMPOSITE_CLASSES) -> 
     return samples
 
 
-@register("flow_images", "preprocessed u/v/strain flow images (flat + CSV, or per-subject)")
+@register(
+    "flow_images",
+    "preprocessed u/v/strain flow images (flat + CSV, or per-subject)",
+    provides="flow_images",
+)
 def load_flow_images(root: Path, **kwargs) -> list[Sample]:
     """Preprocessed optical-flow images in either public layout (detected from the folder)."""
     if any((p / "u_test").is_dir() for p in root.iterdir()):
         return read_per_subject(root, **kwargs)
     return read_flat(root, **kwargs)
-
-
-FlowRecord = tuple[str, str, str, np.ndarray]  # (subject, clip, class name, BGR u/v/strain)
-
-
-def write_flat(
-    records: Sequence[FlowRecord],
-    out: Path,
-    classes: Sequence[str] = COMPOSITE_CLASSES,
-    dataset: str | None = None,
-) -> Path:
-    """Write the flat layout as published: ``{subject}_{clip} .png`` (with the space) + CSV.
-
-    ``dataset`` fills the CSV's database column; by default it is guessed from each subject
-    id, as the per-subject layout (which has no such column) is read.
-    """
-    folder = out / FLOW_DIRS[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for subject, clip, label, image in records:
-        cv2.imwrite(str(folder / f"{subject}_{clip} .png"), image)
-        rows.append(
-            [
-                dataset or guess_database(subject),
-                subject,
-                clip,
-                classes.index(label),
-                "",
-                f"{subject}_{clip}.jpg",
-                "",
-            ]
-        )
-    csv_path = out / "combined_3_class2_for_optical_flow.csv"
-    columns = ["dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename"]
-    pd.DataFrame(rows, columns=columns).to_csv(csv_path, index=False)
-    return csv_path
-
-
-def write_per_subject(
-    records: Sequence[FlowRecord], out: Path, classes: Sequence[str] = COMPOSITE_CLASSES
-) -> None:
-    """Write ``<subject>/u_train|u_test/<label>/{subject}_{clip}.png`` (STSTNet's layout)."""
-    subjects = sorted({r[0] for r in records})
-    for held_out in subjects:
-        for subject, clip, label, image in records:
-            split = "u_test" if subject == held_out else "u_train"
-            folder = out / held_out / split / str(classes.index(label))
-            folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / f"{subject}_{clip}.png"), image)

@@ -28,7 +28,7 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir())
 
 
-@register("image_folder", "face images in <split>/<class>/ or <class>/ folders")
+@register("image_folder", "face images in <split>/<class>/ or <class>/ folders", provides="images")
 def load_image_folder(
     root: Path, splits: tuple[str, ...] = ("train", "val", "test")
 ) -> list[Sample]:

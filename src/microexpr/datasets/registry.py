@@ -5,30 +5,37 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from microexpr.registry import Registry
 from microexpr.samples import Sample
 
 Reader = Callable[..., list[Sample]]
+# What a reader's samples hold: coded clips of frames, still images (one frame each), or
+# preprocessed flow images (``Sample.path``, with the apex face as the one frame if present).
+Provides = Literal["clips", "images", "flow_images"]
 
 
 @dataclass(frozen=True)
 class ReaderEntry:
-    """A reader and its one-line description."""
+    """A reader, its one-line description and what its samples hold."""
 
     read: Reader
     description: str
+    provides: Provides = "clips"
 
 
 READERS: Registry[ReaderEntry] = Registry("dataset")
 
 
-def register(name: str, description: str = "") -> Callable[[Reader], Reader]:
+def register(
+    name: str, description: str = "", provides: Provides = "clips"
+) -> Callable[[Reader], Reader]:
     """Decorator: make a reader function available to :func:`load` under ``name``."""
 
     def wrap(fn: Reader) -> Reader:
         text = description or (fn.__doc__ or "").strip().splitlines()[0]
-        READERS.add(name, ReaderEntry(fn, text))
+        READERS.add(name, ReaderEntry(fn, text, provides))
         return fn
 
     return wrap

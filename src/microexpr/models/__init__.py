@@ -8,6 +8,6 @@ from microexpr.models import (
     resnet3d_ms,  # noqa: F401  (registers models)
     se_resnext,  # noqa: F401  (registers models)
 )
-from microexpr.models.registry import ModelInfo, create, info, list_models, register_model
+from microexpr.models.registry import MODELS, ModelEntry, create, info, list_models, register_model
 
-__all__ = ["ModelInfo", "create", "info", "list_models", "register_model"]
+__all__ = ["MODELS", "ModelEntry", "create", "info", "list_models", "register_model"]

@@ -34,6 +34,10 @@ import torch
 from torch import nn
 
 from microexpr.models.registry import register_model
+from microexpr.spec import InputSpec
+
+# Seed S3's input: 16 frames of 128 x 128, 0..1.
+CLIP_SPEC = InputSpec(kind="clip", size=128, in_chans=3, scaling="unit", num_frames=16)
 
 SEED_WIDTHS = (32, 32, 64, 64, 128, 128, 128, 128)
 # How many of the eight convolutions each pooled stage holds (see the table above).
@@ -90,7 +94,7 @@ class C3DVGG(nn.Module):
         return self.classifier(self.head(self.fc(x)))
 
 
-@register_model(input_kind="clip", input_size=128, in_chans=3, num_frames=16)
+@register_model(CLIP_SPEC)
 def c3d_vgg(num_classes: int, in_chans: int = 3, **kwargs) -> C3DVGG:
     """Seed S3's 3D-VGG on 16 x 128 x 128 clips (options: C3DVGG's arguments)."""
     return C3DVGG(num_classes, in_chans, **kwargs)

@@ -16,6 +16,10 @@ from torch import nn
 from microexpr.models.attention import ECA
 from microexpr.models.backbones import create_timm
 from microexpr.models.registry import register_model
+from microexpr.spec import InputSpec
+
+# Seed S0's 96 x 96 face (or mouth) crop, ImageNet mean/std.
+FACE_SPEC = InputSpec(kind="apex_image", size=96, in_chans=3, scaling="imagenet")
 
 EcaPosition = Literal["before", "after"]
 
@@ -58,7 +62,7 @@ def _densenet(
     return model if eca_position is None else add_eca(model, eca_position)
 
 
-@register_model(input_kind="apex_image", input_size=96, in_chans=3)
+@register_model(FACE_SPEC)
 def densenet201_eca(
     num_classes: int,
     in_chans: int = 3,
@@ -70,7 +74,7 @@ def densenet201_eca(
     return _densenet("densenet201", num_classes, in_chans, eca_position, return_features, **kwargs)
 
 
-@register_model(input_kind="apex_image", input_size=96, in_chans=3)
+@register_model(FACE_SPEC)
 def densenet121_eca(
     num_classes: int,
     in_chans: int = 3,
@@ -82,7 +86,7 @@ def densenet121_eca(
     return _densenet("densenet121", num_classes, in_chans, eca_position, return_features, **kwargs)
 
 
-@register_model(input_kind="apex_image", input_size=96, in_chans=3)
+@register_model(FACE_SPEC)
 def densenet201(
     num_classes: int, in_chans: int = 3, return_features: bool = False, **kwargs
 ) -> nn.Module:
@@ -90,7 +94,7 @@ def densenet201(
     return _densenet("densenet201", num_classes, in_chans, None, return_features, **kwargs)
 
 
-@register_model(input_kind="apex_image", input_size=96, in_chans=3)
+@register_model(FACE_SPEC)
 def densenet121(
     num_classes: int, in_chans: int = 3, return_features: bool = False, **kwargs
 ) -> nn.Module:

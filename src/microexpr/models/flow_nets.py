@@ -10,6 +10,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from microexpr.models.registry import register_model
+from microexpr.spec import InputSpec
+
+# 28 x 28 u/v/strain images, raw 0..255 as the published loop feeds them.
+STSTNET_SPEC = InputSpec(kind="flow_image", size=28, in_chans=3, scaling="raw")
+# u and v only (Off-ApexNet's input).
+OFFAPEX_SPEC = InputSpec(kind="flow_image", size=28, in_chans=2, scaling="raw")
 
 
 class STSTNet(nn.Module):
@@ -90,12 +96,12 @@ class OffApexNet(nn.Module):
         return self.head(torch.cat(parts, dim=1))
 
 
-@register_model(input_kind="flow_image", input_size=28, in_chans=3)
+@register_model(STSTNET_SPEC)
 def ststnet(num_classes: int = 3, in_chans: int = 3, **kwargs) -> STSTNet:
     return STSTNet(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-@register_model(input_kind="flow_image", input_size=28, in_chans=2)
+@register_model(OFFAPEX_SPEC)
 def offapexnet(num_classes: int = 3, in_chans: int = 2, **kwargs) -> OffApexNet:
     return OffApexNet(num_classes=num_classes, in_chans=in_chans, **kwargs)
 

@@ -18,6 +18,12 @@ from torch import nn
 from microexpr.models.attention import AFF, CBAM, ECA, SE, PSAModule
 from microexpr.models.backbones import create_timm, with_features
 from microexpr.models.registry import register_model
+from microexpr.spec import InputSpec
+
+# FER2013's 48 x 48 gray faces, 0..1 (seed S1).
+FER_SPEC = InputSpec(kind="image", size=48, in_chans=1, scaling="unit")
+# ImageNet-style 224 x 224 colour input (the baseline ResNet-50).
+IMAGENET_SPEC = InputSpec(kind="apex_image", size=224, in_chans=3, scaling="imagenet")
 
 SEED_GROUPS = (2, 4, 8, 16)  # the seed's G = 2^((k-1)/2) for kernels 3/5/7/9
 EPSANET_GROUPS = (1, 4, 8, 16)  # EPSANet-50 (small) as released
@@ -87,7 +93,7 @@ def _resnet50(
     return with_features(model) if return_features else model
 
 
-@register_model(input_kind="image", input_size=48, in_chans=1)
+@register_model(FER_SPEC)
 def psa_resnet50(
     num_classes: int,
     in_chans: int = 1,
@@ -102,7 +108,7 @@ def psa_resnet50(
     return _resnet50(num_classes, in_chans, return_features, PSABottleneck, block_args, **kwargs)
 
 
-@register_model(input_kind="image", input_size=48, in_chans=1)
+@register_model(FER_SPEC)
 def se_resnet50(
     num_classes: int, in_chans: int = 1, r: int = 16, return_features: bool = False, **kwargs
 ) -> ResNet:
@@ -111,7 +117,7 @@ def se_resnet50(
     return _resnet50(num_classes, in_chans, return_features, block_args=block_args, **kwargs)
 
 
-@register_model(input_kind="image", input_size=48, in_chans=1)
+@register_model(FER_SPEC)
 def cbam_resnet50(
     num_classes: int, in_chans: int = 1, r: int = 16, return_features: bool = False, **kwargs
 ) -> ResNet:
@@ -120,7 +126,7 @@ def cbam_resnet50(
     return _resnet50(num_classes, in_chans, return_features, block_args=block_args, **kwargs)
 
 
-@register_model(input_kind="image", input_size=48, in_chans=1)
+@register_model(FER_SPEC)
 def eca_resnet50(
     num_classes: int, in_chans: int = 1, return_features: bool = False, **kwargs
 ) -> ResNet:
@@ -130,7 +136,7 @@ def eca_resnet50(
     )
 
 
-@register_model(input_kind="image", input_size=48, in_chans=1)
+@register_model(FER_SPEC)
 def aff_resnet50(
     num_classes: int, in_chans: int = 1, r: int = 4, return_features: bool = False, **kwargs
 ) -> ResNet:
@@ -138,7 +144,7 @@ def aff_resnet50(
     return _resnet50(num_classes, in_chans, return_features, AFFBottleneck, {"aff_r": r}, **kwargs)
 
 
-@register_model(input_kind="apex_image", input_size=224, in_chans=3)
+@register_model(IMAGENET_SPEC)
 def resnet50(
     num_classes: int, in_chans: int = 3, return_features: bool = False, **kwargs
 ) -> ResNet:
@@ -147,7 +153,7 @@ def resnet50(
     return _resnet50(num_classes, in_chans, return_features, **kwargs)
 
 
-@register_model(input_kind="image", input_size=48, in_chans=1)
+@register_model(FER_SPEC)
 def vgg16_bn(
     num_classes: int, in_chans: int = 1, return_features: bool = False, **kwargs
 ) -> nn.Module:
@@ -155,7 +161,7 @@ def vgg16_bn(
     return create_timm("vgg16_bn", num_classes, in_chans, return_features, **kwargs)
 
 
-@register_model(input_kind="image", input_size=48, in_chans=1)
+@register_model(FER_SPEC)
 def mobilenetv2(
     num_classes: int, in_chans: int = 1, return_features: bool = False, **kwargs
 ) -> nn.Module:

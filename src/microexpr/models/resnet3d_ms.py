@@ -49,6 +49,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from microexpr.models.registry import register_model
+from microexpr.spec import InputSpec
+
+# 16 u/v/strain maps of 112 x 112, normalised per clip (docs/models3d.md).
+FLOW_CLIP_SPEC = InputSpec(
+    kind="flow_clip", size=112, in_chans=3, scaling="flow_max", num_frames=16
+)
 
 
 def _bn_relu(channels: int) -> list[nn.Module]:
@@ -240,7 +246,7 @@ def fuse_heads(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(F.log_softmax(logits.float(), dim=2), dim=1) - math.log(logits.shape[1])
 
 
-@register_model(input_kind="flow_clip", input_size=112, in_chans=3, num_frames=16)
+@register_model(FLOW_CLIP_SPEC)
 def ms_resnet3d50(num_classes: int, in_chans: int = 3, **kwargs) -> MSResNet3d:
     """Seed S4's multi-scale 3D-ResNet-50 on u/v/strain flow clips (options: MSResNet3d's)."""
     return MSResNet3d(num_classes, in_chans, **kwargs)

@@ -11,9 +11,13 @@ from timm.models.resnet import ResNet
 
 from microexpr.models.backbones import create_timm
 from microexpr.models.registry import register_model
+from microexpr.spec import InputSpec
+
+# Seed S2's aligned 224 x 224 apex face, ImageNet mean/std.
+APEX_SPEC = InputSpec(kind="apex_image", size=224, in_chans=3, scaling="imagenet")
 
 
-@register_model(input_kind="apex_image", input_size=224, in_chans=3)
+@register_model(APEX_SPEC)
 def se_resnext50_32x4d(
     num_classes: int, in_chans: int = 3, return_features: bool = False, **kwargs
 ) -> ResNet:
@@ -21,7 +25,7 @@ def se_resnext50_32x4d(
     return create_timm("seresnext50_32x4d", num_classes, in_chans, return_features, **kwargs)
 
 
-@register_model(input_kind="apex_image", input_size=224, in_chans=3)
+@register_model(APEX_SPEC)
 def resnext50_32x4d(
     num_classes: int, in_chans: int = 3, return_features: bool = False, **kwargs
 ) -> ResNet:

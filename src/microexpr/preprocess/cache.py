@@ -1,10 +1,11 @@
 """Run a preprocessing pipeline over a dataset once, in parallel, and keep the results.
 
 Layout: ``<root>/<config-hash>/`` holds ``config.json`` (the resolved config, so a folder
-says what made it), one ``<sample-id>.npz`` per sample (plus ``<sample-id>.png`` for image
-pipelines, so a Sample can point at it like any face or flow image), and ``failures.json``
-(sample id -> reason). Any change to the config changes the hash, hence the folder: results
-made with different settings never mix.
+says what made it), one ``<sample-id>-<source-hash>.npz`` per sample (plus a ``.png`` of the
+same name for image pipelines, so a Sample can point at it like any face or flow image), and
+``failures.json`` (sample id -> reason). Any change to the config changes the hash, hence the
+folder, and any change to a sample's frames (files, sizes, times) or coded onset, apex and
+offset changes its source hash: results made from other settings or other data never mix.
 
 Each sample's file is written to a temporary name and renamed when complete, so an
 interrupted run leaves no half-written results, and the next run does only what is missing.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import time
@@ -28,17 +30,33 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from microexpr.preprocess.pipelines import PrepareConfig, run_pipeline
+from microexpr.config import PreprocessConfig
+from microexpr.preprocess.pipelines import resolve_preprocess, run_pipeline
 from microexpr.samples import Sample
 
-FORMAT_VERSION = 1  # bump when a pipeline's output changes for the same config
+FORMAT_VERSION = 2  # bump when a pipeline's output changes for the same config
 IMAGE_PIPELINES = ("flow_image", "apex_face")
 
 
-def config_key(config: PrepareConfig) -> str:
+def config_key(config: PreprocessConfig) -> str:
     """12 hex digits of SHA-256 over the resolved config and the cache format version."""
-    text = json.dumps({"format": FORMAT_VERSION, **config.as_dict()}, sort_keys=True)
+    settings = resolve_preprocess(config).model_dump(mode="json")
+    text = json.dumps({"format": FORMAT_VERSION, **settings}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def source_key(sample: Sample) -> str:
+    """8 hex digits over what a pipeline reads of a sample: its frame files (path, size,
+    modification time) and its coded onset, apex and offset."""
+    files = []
+    for path in sample.frames:
+        try:
+            stat = os.stat(path)
+            files.append((str(path), stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            files.append((str(path), None, None))
+    record = [sample.id, files, sample.onset, sample.apex, sample.offset, sample.fps]
+    return hashlib.sha1(json.dumps(record).encode()).hexdigest()[:8]
 
 
 def file_stem(sample_id: str) -> str:
@@ -54,36 +72,36 @@ class FeatureCache:
     """One config's folder of results under a cache root."""
 
     root: Path
-    config: PrepareConfig
+    config: PreprocessConfig  # resolved
 
     @property
     def directory(self) -> Path:
         return Path(self.root) / config_key(self.config)
 
-    def path(self, sample_id: str) -> Path:
-        return self.directory / f"{file_stem(sample_id)}.npz"
+    def stem(self, sample: Sample) -> str:
+        return f"{file_stem(sample.id)}-{source_key(sample)}"
 
-    def image_path(self, sample_id: str) -> Path:
-        return self.directory / f"{file_stem(sample_id)}.png"
+    def path(self, sample: Sample) -> Path:
+        return self.directory / f"{self.stem(sample)}.npz"
 
-    def has(self, sample_id: str) -> bool:
-        return self.path(sample_id).is_file()
+    def image_path(self, sample: Sample) -> Path:
+        return self.directory / f"{self.stem(sample)}.png"
 
-    def load(self, sample_id: str) -> dict[str, np.ndarray]:
+    def has(self, sample: Sample) -> bool:
+        return self.path(sample).is_file()
+
+    def load(self, sample: Sample) -> dict[str, np.ndarray]:
         """The arrays a pipeline produced for one sample."""
-        path = self.path(sample_id)
+        path = self.path(sample)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: sample {sample_id!r} not prepared with this config")
+            raise FileNotFoundError(f"{path}: sample {sample.id!r} not prepared with this config")
         with np.load(path) as data:
             return {name: data[name] for name in data.files}
 
     def failures(self) -> dict[str, str]:
-        """Sample id -> reason, for samples that failed (and have no result since)."""
+        """Sample id -> reason, for samples that failed."""
         path = self.directory / "failures.json"
-        if not path.is_file():
-            return {}
-        recorded = json.loads(path.read_text())
-        return {k: v for k, v in recorded.items() if not self.has(k)}
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def as_samples(self, samples: Sequence[Sample]) -> list[Sample]:
         """Samples whose ``path`` is their cached image (image pipelines), so the readers of
@@ -91,9 +109,7 @@ class FeatureCache:
         if self.config.pipeline not in IMAGE_PIPELINES:
             raise ValueError(f"{self.config.pipeline} results are arrays, not images")
         return [
-            replace(s, path=self.image_path(s.id))
-            for s in samples
-            if self.image_path(s.id).is_file()
+            replace(s, path=self.image_path(s)) for s in samples if self.image_path(s).is_file()
         ]
 
     def write_config(self) -> None:
@@ -101,7 +117,9 @@ class FeatureCache:
         record = {"key": config_key(self.config), "format": FORMAT_VERSION}
         _write_atomic(
             self.directory / "config.json",
-            json.dumps({**record, "config": self.config.as_dict()}, indent=2).encode(),
+            json.dumps(
+                {**record, "config": self.config.model_dump(mode="json")}, indent=2
+            ).encode(),
         )
 
     def write_failures(self, failures: dict[str, str]) -> None:
@@ -117,13 +135,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _save(cache: FeatureCache, sample_id: str, arrays: dict[str, np.ndarray]) -> None:
+def _save(cache: FeatureCache, sample: Sample, arrays: dict[str, np.ndarray]) -> None:
     """Image first, npz last: the npz's presence is what marks a sample done."""
     if "image" in arrays:
         ok, png = cv2.imencode(".png", arrays["image"])
         if ok:
-            _write_atomic(cache.image_path(sample_id), png.tobytes())
-    path = cache.path(sample_id)
+            _write_atomic(cache.image_path(sample), png.tobytes())
+    path = cache.path(sample)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
@@ -137,7 +155,7 @@ def process_one(sample: Sample, cache: FeatureCache) -> tuple[str, str | None]:
         arrays = run_pipeline(sample, cache.config)
     except Exception as err:  # any failure is reported per sample, never fatal
         return sample.id, f"{type(err).__name__}: {err}"
-    _save(cache, sample.id, arrays)
+    _save(cache, sample, arrays)
     return sample.id, None
 
 
@@ -155,7 +173,7 @@ class PrepareReport:
 
 def prepare(
     samples: Sequence[Sample],
-    config: PrepareConfig,
+    config: PreprocessConfig,
     root: str | Path,
     workers: int | None = None,
     retry_failed: bool = False,
@@ -171,10 +189,10 @@ def prepare(
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"sample id {duplicate!r} occurs twice: results would overwrite")
-    cache = FeatureCache(Path(root), config.resolved())
+    cache = FeatureCache(Path(root), resolve_preprocess(config))
     cache.write_config()
-    failures = cache.failures()
-    done = {s.id for s in samples if cache.has(s.id)}
+    done = {s.id for s in samples if cache.has(s)}
+    failures = {k: v for k, v in cache.failures().items() if k not in done}
     todo = [s for s in samples if s.id not in done and (retry_failed or s.id not in failures)]
     report = PrepareReport(cache.directory, len(samples), reused=len(done))
     for sample in todo:
@@ -186,7 +204,10 @@ def prepare(
             results = (process_one(s, cache) for s in todo)
             _collect(results, cache, failures, report, bar)
         else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+            # Fresh interpreters, not forks: a fork of a process whose torch or OpenCV thread
+            # pools are running (as in `train`) can deadlock in the child.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
                 futures = [pool.submit(process_one, s, cache) for s in todo]
                 _collect((f.result() for f in as_completed(futures)), cache, failures, report, bar)
     finally:

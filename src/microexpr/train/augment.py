@@ -10,28 +10,12 @@ resampling does every geometric transform at once on CPU or GPU.
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch.nn import functional as F
+
+from microexpr.config import AugmentConfig
 
 # Luminance weights in the channel order inputs.py reads colour images: BGR.
 _GRAY_BGR = (0.114, 0.587, 0.299)
-
-
-class AugmentConfig(BaseModel):
-    """What to draw per sample; every field off by default. Angles in degrees."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hflip: float = 0.0  # probability of a horizontal flip
-    rotation: float = 0.0  # uniform angle in [-rotation, rotation]
-    grayscale: float = 0.0  # probability of graying a 3-channel sample (BGR weights)
-    translate: float = 0.0  # uniform shift up to this fraction of width and height
-    scale: tuple[float, float] = (1.0, 1.0)  # uniform zoom factor range
-    shear: float = 0.0  # uniform horizontal shear angle in [-shear, shear]
-
-    @property
-    def geometric(self) -> bool:
-        return bool(self.rotation or self.translate or self.shear or self.scale != (1.0, 1.0))
 
 
 def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:

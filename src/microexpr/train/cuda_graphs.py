@@ -14,7 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from microexpr.train.augment import AugmentConfig, augment_batch
+from microexpr.config import AugmentConfig
+from microexpr.train.augment import augment_batch
 
 LossFn = Callable[[nn.Module, object, torch.Tensor], torch.Tensor]
 

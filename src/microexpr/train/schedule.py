@@ -11,19 +11,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
-
-
-class PlateauConfig(BaseModel):
-    """ReduceLROnPlateau on the validation loss, checked once per epoch."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    val_fraction: float = 0.1  # of the training samples (or subjects), held out to validate
-    patience: int = 30  # epochs without improvement before the learning rate drops
-    factor: float = 0.1
-    min_lr: float = 0.0
 
 
 def validation_split(

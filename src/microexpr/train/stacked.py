@@ -15,9 +15,10 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from microexpr.config import TrainConfig
+from microexpr.inference import resolve_device
 from microexpr.models.flow_nets import StackedSTSTNet, ststnet
-from microexpr.train.protocols import Fold
-from microexpr.train.trainer import TrainConfig, resolve_device
+from microexpr.protocols import Fold
 
 
 class FoldAdam:
@@ -74,18 +75,6 @@ def _padded(index_lists: list[tuple[int, ...]], device: torch.device):
         index[i, : len(ix)] = torch.tensor(ix, dtype=torch.long)
         mask[i, : len(ix)] = True
     return index.to(device), mask.to(device)
-
-
-def supports_stacking(model_name: str, cfg: TrainConfig) -> bool:
-    """The stacked engine implements STSTNet with Adam and cross-entropy (its recipe), without
-    augmentation or a plateau schedule."""
-    return (
-        model_name == "ststnet"
-        and cfg.optimizer == "adam"
-        and cfg.loss == "cross_entropy"
-        and cfg.augment is None
-        and cfg.plateau is None
-    )
 
 
 def train_folds_stacked(

@@ -4,53 +4,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
+from microexpr.config import AugmentConfig, TrainConfig
+from microexpr.inference import resolve_device
 from microexpr.losses import create_loss
-from microexpr.train.augment import AugmentConfig, augment_batch
+from microexpr.train.augment import augment_batch
 from microexpr.train.cuda_graphs import GraphedStep
-from microexpr.train.schedule import PlateauConfig, validation_split
-
-
-class TrainConfig(BaseModel):
-    """Optimiser, loss and schedule. Defaults are the published STSTNet recipe."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = 800
-    batch_size: int = 256
-    lr: float = 5e-5
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    loss: str = "cross_entropy"
-    loss_kwargs: dict = {}
-    shuffle: bool = False  # the STSTNet loop feeds batches in file order
-    # Without shuffling, feed each fold's training samples grouped by class, as the
-    # published STSTNet loop does by reading its u_train/<label>/ folders one by one.
-    group_by_label: bool = False
-    amp: bool = True  # mixed precision, used on CUDA only
-    # Replay each full training batch's step as a CUDA graph (train/cuda_graphs.py); CUDA only,
-    # with bfloat16 autocast instead of float16 and loss scaling. Pays on launch-bound models.
-    cuda_graph: bool = False
-    device: str = "auto"
-    seed: int = 0
-    num_workers: int = 0
-    augment: AugmentConfig | None = None  # random training-batch augmentation (train/augment.py)
-    plateau: PlateauConfig | None = None  # LR drop on a validation split of the training data
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+from microexpr.train.schedule import validation_split
 
 
 def seed_everything(seed: int) -> None:
@@ -203,24 +169,3 @@ def training_loss(criterion: nn.Module, logits: torch.Tensor, y: torch.Tensor) -
     if isinstance(logits, tuple):
         return criterion(*logits, y)
     return criterion(logits.float(), y)
-
-
-@torch.no_grad()
-def predict_proba(
-    model: nn.Module,
-    data: Dataset | torch.Tensor,
-    batch_size: int = 256,
-    device: str = "auto",
-) -> np.ndarray:
-    """Softmax probabilities (N, classes) in eval mode."""
-    dev = resolve_device(device)
-    model.to(dev).eval()
-    if isinstance(data, torch.Tensor):
-        data = TensorDataset(data)
-    outputs = []
-    for batch in DataLoader(data, batch_size=batch_size):
-        logits = model(batch[0].to(dev))
-        if isinstance(logits, tuple):
-            logits = logits[0]
-        outputs.append(torch.softmax(logits.float(), dim=1).cpu())
-    return torch.cat(outputs).numpy()

@@ -1,0 +1,205 @@
+"""Config -> Plan: every default filled in one place, every option checked before any work.
+
+What the model declares (its InputSpec) and what the reader gives (clips, still images or
+flow images) decide the input and the preprocessing; the config overrides either. A typo in
+an ``options:`` dict, an unknown name or a device that is not there fails here, with the key
+named, before a run folder is written.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+
+import torch
+
+from microexpr import datasets, labels, losses, models
+from microexpr.config import ConfigError, ExperimentConfig, PreprocessConfig, TrainConfig
+from microexpr.datasets.registry import Provides
+from microexpr.plan import Plan
+from microexpr.preprocess.pipelines import resolve_preprocess
+from microexpr.protocols import PROTOCOLS
+from microexpr.registry import UnknownNameError
+from microexpr.spec import InputSpec
+
+# The pipeline that makes each input kind from a clip of frames.
+PIPELINE_FOR_KIND = {
+    "flow_image": "flow_image",
+    "apex_image": "apex_face",
+    "image": "apex_face",
+    "clip": "face_clip",
+    "flow_clip": "flow_clip",
+}
+# Input kinds a reader's files already are, needing no preprocessing.
+READY_KINDS: dict[Provides, tuple[str, ...]] = {
+    "clips": (),
+    "images": ("apex_image", "image"),
+    "flow_images": ("flow_image", "apex_image", "image"),
+}
+
+
+def resolve(cfg: ExperimentConfig) -> Plan:
+    """The Plan of ``cfg``; raises ConfigError (naming the key) for anything that cannot run."""
+    reader = _named("data.name", datasets.READERS.get, cfg.data.name)
+    check_options(reader.read, cfg.data.options, "data.options", positional=1)
+    taxonomy = _named("data.taxonomy", labels.get, cfg.data.taxonomy)
+    entry = _named("model.name", models.info, cfg.model.name)
+    spec = input_spec(entry.input, cfg)
+    clip = cfg.clip.model_copy(update={"num_frames": cfg.clip.num_frames or spec.num_frames})
+    model_options = dict(cfg.model.options)
+    if spec.is_clip:  # a 3-D model is sized by its clip
+        model_options = {"num_frames": clip.num_frames, "input_size": spec.size, **model_options}
+    _check_model(cfg.model.name, len(taxonomy.classes), spec.in_chans, model_options)
+    _check_loss(cfg.train, len(taxonomy.classes))
+    protocol = _named("protocol.name", PROTOCOLS.get, cfg.protocol.name)
+    check_options(protocol, cfg.protocol.options, "protocol.options", positional=1)
+    train = cfg.train.model_copy(update={"device": resolve_device(cfg.train.device)})
+    return Plan(
+        name=cfg.name,
+        data=cfg.data,
+        classes=taxonomy.classes,
+        model=cfg.model.name,
+        model_options=model_options,
+        weights=cfg.model.weights,
+        input=spec,
+        preprocess=preprocess_for(spec, reader.provides, cfg.preprocess, clip.longer),
+        clip=clip,
+        train=train,
+        protocol=cfg.protocol,
+        engine=_engine(cfg, train),
+        folds_per_call=cfg.folds_per_call,
+        ensemble=cfg.ensemble,
+    )
+
+
+def input_spec(declared: InputSpec, cfg: ExperimentConfig) -> InputSpec:
+    """The model's declared input with the config's overrides (kind, size, channels, scaling,
+    clip length)."""
+    if cfg.model.input_kind is not None and declared.is_clip:
+        raise ConfigError(f"model.input_kind: {cfg.model.name} is a clip model (2-D models only)")
+    update = {
+        "kind": cfg.model.input_kind,
+        "size": cfg.model.input_size,
+        "in_chans": cfg.model.in_chans,
+        "scaling": cfg.model.scaling,
+        "num_frames": cfg.clip.num_frames if declared.is_clip else None,
+    }
+    return declared.model_copy(update={k: v for k, v in update.items() if v is not None})
+
+
+def preprocess_for(
+    spec: InputSpec, provides: Provides, cfg: PreprocessConfig, longer: str = "window"
+) -> PreprocessConfig | None:
+    """The resolved pipeline that makes ``spec``'s input from what the reader provides, or
+    None when the reader's files are that input already."""
+    ready = spec.kind in READY_KINDS[provides]
+    if cfg.pipeline == "none" or (cfg.pipeline == "auto" and ready):
+        if not ready:
+            raise ConfigError(
+                f"preprocess.pipeline: none, but a {spec.kind} model cannot read the reader's "
+                f"{provides} as they are"
+            )
+        return None
+    if provides != "clips":
+        raise ConfigError(
+            f"preprocess.pipeline: {cfg.pipeline} needs clips of frames; this reader gives "
+            f"{provides}"
+        )
+    pipeline = PIPELINE_FOR_KIND[spec.kind] if cfg.pipeline == "auto" else cfg.pipeline
+    update: dict = {"pipeline": pipeline, "size": cfg.size or spec.size}
+    if spec.is_clip:
+        # A model that reads a random window of a longer clip gets the whole span.
+        windowed = pipeline == "face_clip" and longer == "window"
+        update["num_frames"] = None if windowed else spec.num_frames
+    if spec.in_chans == 1:
+        update["gray"] = True
+    try:
+        return resolve_preprocess(cfg.model_copy(update=update))
+    except (UnknownNameError, ValueError) as err:
+        raise ConfigError(f"preprocess: {err}") from None
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when there is a GPU, else ``cpu``; a GPU asked for and absent is an
+    error, not a silent CPU run."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device: {name} asked for, but this machine has no CUDA GPU")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device: {name}, but there are {torch.cuda.device_count()} CUDA devices"
+            )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("train.device: mps asked for, but it is not available here")
+    return name
+
+
+def supports_stacking(model_name: str, cfg: TrainConfig) -> bool:
+    """The stacked engine implements STSTNet with Adam and cross-entropy (its recipe), without
+    augmentation or a plateau schedule."""
+    return (
+        model_name == "ststnet"
+        and cfg.optimizer == "adam"
+        and cfg.loss == "cross_entropy"
+        and cfg.augment is None
+        and cfg.plateau is None
+    )
+
+
+def _engine(cfg: ExperimentConfig, train: TrainConfig) -> str:
+    """Stacking pays on a GPU (one launch-bound step for all folds); on a CPU the folds'
+    convolutions cost the same either way and one fold at a time is faster (BENCHMARKS.md)."""
+    stackable = supports_stacking(cfg.model.name, train)
+    if cfg.engine == "stacked":
+        if not stackable:
+            raise ConfigError(
+                "engine: stacked runs ststnet with Adam and cross-entropy, no augmentation or "
+                "plateau schedule"
+            )
+        return "stacked"
+    if cfg.engine == "auto" and stackable and train.device.startswith("cuda"):
+        return "stacked"
+    return "per_fold"
+
+
+def check_options(
+    fn: Callable, options: Mapping, key: str, positional: int = 0, fixed: tuple[str, ...] = ()
+) -> None:
+    """Refuse option names ``fn`` does not take (after ``positional`` leading arguments and
+    the ``fixed`` ones the caller passes itself); a ``**kwargs`` function takes any."""
+    parameters = list(inspect.signature(fn).parameters.values())
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return
+    named = [p.name for p in parameters[positional:] if p.kind != p.VAR_POSITIONAL]
+    accepted = set(named) - set(fixed)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"{key}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(accepted))}"
+        )
+
+
+def _named(key: str, lookup: Callable, name: str):
+    try:
+        return lookup(name)
+    except UnknownNameError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
+def _check_model(name: str, num_classes: int, in_chans: int, options: dict) -> None:
+    """Build the model once (random init, discarded) so a bad option fails before the run."""
+    try:
+        models.create(name, num_classes=num_classes, in_chans=in_chans, **options)
+    except TypeError as err:
+        raise ConfigError(f"model.options: {name} does not take these options ({err})") from None
+
+
+def _check_loss(train: TrainConfig, num_classes: int) -> None:
+    _named("train.loss", losses.LOSSES.get, train.loss)
+    try:
+        losses.create_loss(train.loss, num_classes, **train.loss_kwargs)
+    except TypeError as err:
+        raise ConfigError(f"train.loss_kwargs: {train.loss} does not take these ({err})") from None

@@ -1,0 +1,42 @@
+"""Synthetic clips written in each database's own on-disk layout and annotation format.
+
+One module per database, named as its reader in :mod:`microexpr.datasets`, so a writer sits
+beside the reader it tests; :mod:`._common` holds what they share (frame planning, quirks,
+sheet writing, truth records).
+
+``write_layout(name, clips, out, **quirks)`` writes ``clips`` (from
+:func:`microexpr.synth.generate_clips`, or anything with the same fields) as database ``name``
+distributes it (FORMATS.md) and returns the ground truth: one dict per sample the reader must
+return, with ``id, dataset, subject, clip, label, onset, apex, offset, apex_source, aus,
+n_frames`` (+ ``usage`` for FER2013). onset/apex/offset are indices into the frames written,
+after the documented repairs, so ``load(name, out)`` must match them exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from microexpr.synth.replicas import (  # noqa: F401  (each module registers its writer)
+    casme,
+    casme2,
+    casme3,
+    ckplus,
+    composite,
+    fer2013,
+    mmew,
+    samm,
+    smic,
+)
+from microexpr.synth.replicas._common import COUNT_QUIRKS, WRITERS, ClipLike
+
+
+def write_layout(name: str, clips: Sequence[ClipLike], out: str | Path, **quirks) -> list[dict]:
+    """Write ``clips`` as database ``name`` lays them out; return the ground-truth records."""
+    write = WRITERS.get(name)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return write(list(clips), out, **quirks)
+
+
+__all__ = ["COUNT_QUIRKS", "WRITERS", "ClipLike", "write_layout"]
