@@ -301,6 +301,56 @@ def predict_command(
     console.print(summary, markup=False, highlight=False)
 
 
+@app.command("evaluate-spotting")
+def evaluate_spotting(
+    pred: Annotated[
+        str,
+        typer.Argument(
+            help="Predicted intervals CSV: subject, video, onset, offset, and optionally type, "
+            "emotion (or label), score."
+        ),
+    ],
+    truth: Annotated[
+        str,
+        typer.Argument(
+            help="Ground-truth intervals CSV: subject, video, onset, offset, and optionally "
+            "type, emotion (or label)."
+        ),
+    ],
+    iou: Annotated[float, typer.Option(help="Least frame IoU of a hit (MEGC: 0.5).")] = 0.5,
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated emotions the analysis averages over, e.g. "
+            "negative,positive,surprise (default: those seen among the hits)."
+        ),
+    ] = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Also write the scores to this JSON file.")
+    ] = None,
+) -> None:
+    """Score spotted intervals as MEGC does: TP, FP, FN, precision, recall and F1 per type and
+    overall at frame IoU >= 0.5 and, when both files name emotions, the spot-then-recognise
+    analysis of the hits and STRS (docs/spotting.md)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from microexpr.evaluate.spotting import format_scores, spotting_scores
+
+    keys = {"subject": str, "video": str}  # keep ids such as 006 as written
+    scores = spotting_scores(
+        pd.read_csv(pred, dtype=keys),
+        pd.read_csv(truth, dtype=keys),
+        iou,
+        classes=classes.split(",") if classes else None,
+    )
+    console.print(format_scores(scores), markup=False, highlight=False, soft_wrap=True)
+    if json_out:
+        Path(json_out).write_text(json.dumps(scores.to_dict(), indent=2) + "\n")
+
+
 @app.command("demo")
 def demo(
     out: Annotated[str, typer.Option(help="Output folder.")] = "runs/demo",

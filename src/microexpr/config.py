@@ -208,7 +208,7 @@ def parse_overrides(pairs: list[str]) -> dict:
         if not sep or not key.strip():
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.epochs=10")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = _yaml_value(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {pair!r}: value is not valid YAML ({err})") from None
         *parents, leaf = key.strip().split(".")
@@ -219,6 +219,19 @@ def parse_overrides(pairs: list[str]) -> dict:
                 raise ConfigError(f"--set {pair!r}: {part} was set to a value above")
         target[leaf] = value
     return overrides
+
+
+def _yaml_value(text: str) -> object:
+    """A value as YAML reads it, except that ``1e-4`` is a number (YAML 1.1 wants ``1.0e-4``)."""
+    if not text.strip():
+        return ""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def merge(base: dict, overrides: dict) -> dict:

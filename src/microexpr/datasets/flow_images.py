@@ -164,8 +164,20 @@ def read_per_subject(root: Path, classes: Sequence[str] = COMPOSITE_CLASSES) -> 
     "preprocessed u/v/strain flow images (flat + CSV, or per-subject)",
     provides="flow_images",
 )
-def load_flow_images(root: Path, **kwargs) -> list[Sample]:
-    """Preprocessed optical-flow images in either public layout (detected from the folder)."""
+def load_flow_images(
+    root: Path,
+    csv: str | Path | None = None,
+    flow_dir: str | Path | None = None,
+    face_dir: str | Path | None = None,
+    columns: dict[str, str] | None = None,
+    classes: Sequence[str] = COMPOSITE_CLASSES,
+) -> list[Sample]:
+    """Preprocessed optical-flow images in either public layout (detected from the folder);
+    ``csv``, ``flow_dir``, ``face_dir`` and ``columns`` are the flat layout's."""
     if any((p / "u_test").is_dir() for p in root.iterdir()):
-        return read_per_subject(root, **kwargs)
-    return read_flat(root, **kwargs)
+        flat_only = {"csv": csv, "flow_dir": flow_dir, "face_dir": face_dir, "columns": columns}
+        given = sorted(k for k, v in flat_only.items() if v is not None)
+        if given:
+            raise DataError(root, f"per-subject layout: {', '.join(given)} apply to the flat one")
+        return read_per_subject(root, classes)
+    return read_flat(root, csv, flow_dir, face_dir, columns, classes)

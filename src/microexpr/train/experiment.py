@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from microexpr import datasets, labels, models
-from microexpr.bundle import MANIFEST, save_bundle
+from microexpr.bundle import MANIFEST, Bundle, save_bundle
 from microexpr.config import ConfigError, ExperimentConfig
 from microexpr.evaluate.report import write_report
 from microexpr.inference import build_model, predict_proba
@@ -268,9 +268,10 @@ def save_final_model(
     path: Path,
     config: dict,
     progress: bool = True,
-) -> Path:
+) -> Bundle:
     """Fit the Plan's model on every sample (each ensemble member with its own seed), with the
-    same fixed recipe as every fold: nothing is chosen on any test fold. Save it as a bundle."""
+    same fixed recipe as every fold: nothing is chosen on any test fold. Save it as a bundle
+    and return it (its models still those trained here)."""
     samples = inputs.samples
     everyone = Fold(FINAL_FOLD, tuple(range(len(samples))), ())
     if plan.train.group_by_label and not plan.train.shuffle:
@@ -281,4 +282,6 @@ def save_final_model(
         for member in member_folds(everyone, plan.ensemble)
     ]
     record = trained_on(plan, samples, list(everyone.train))
-    return save_bundle(path, members, plan, config, record)
+    save_bundle(path, members, plan, config, record)
+    manifest = json.loads((path / MANIFEST).read_text())
+    return Bundle(path, plan, [m.eval() for m in members], manifest)
