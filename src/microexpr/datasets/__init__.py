@@ -13,7 +13,24 @@ from microexpr.datasets import (  # noqa: F401  (each module registers its reade
     samm,
     smic,
 )
-from microexpr.datasets.registry import READERS, load, names, register
+from microexpr.datasets.registry import (
+    READERS,
+    VIDEO_READERS,
+    load,
+    load_videos,
+    names,
+    register,
+    register_videos,
+)
 from microexpr.errors import DataError
 
-__all__ = ["READERS", "DataError", "load", "names", "register"]
+__all__ = [
+    "READERS",
+    "VIDEO_READERS",
+    "DataError",
+    "load",
+    "load_videos",
+    "names",
+    "register",
+    "register_videos",
+]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from microexpr.registry import Registry
-from microexpr.samples import Sample
+from microexpr.samples import Sample, Video
 
 Reader = Callable[..., list[Sample]]
 # What a reader's samples hold: coded clips of frames, still images (one frame each), or
@@ -53,3 +53,28 @@ def load(name: str, root: str | Path, **kwargs) -> list[Sample]:
 def names() -> dict[str, str]:
     """Registered readers with a one-line description each."""
     return {name: entry.description for name, entry in READERS.items()}
+
+
+# Long-video databases (MEGC spotting): readers yield whole recordings with their events.
+VideoReader = Callable[..., list[Video]]
+VIDEO_READERS: Registry[ReaderEntry] = Registry("long-video dataset")
+
+
+def register_videos(name: str, description: str = "") -> Callable[[VideoReader], VideoReader]:
+    """Decorator: make a long-video reader available to :func:`load_videos` under ``name``."""
+
+    def wrap(fn: VideoReader) -> VideoReader:
+        text = description or (fn.__doc__ or "").strip().splitlines()[0]
+        VIDEO_READERS.add(name, ReaderEntry(fn, text))
+        return fn
+
+    return wrap
+
+
+def load_videos(name: str, root: str | Path, **kwargs) -> list[Video]:
+    """Read long-video database ``name`` from ``root`` (its own layout and sheets)."""
+    reader = VIDEO_READERS.get(name).read
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{name}: data folder {root} does not exist")
+    return reader(root, **kwargs)
