@@ -1,9 +1,10 @@
 """Do the 3-D clip models learn? Leave-one-subject-out on synthetic CASME II clips.
 
 Generates clips with planted action-unit motion (microexpr.synth), writes them in the
-CASME II layout, and runs the real experiment path (reader -> taxonomy -> clip pipeline ->
-LOSO -> report) with a test-scale model (narrow widths, small clips: see docs/models3d.md).
-Prints a markdown table of pooled accuracy / UF1 / UAR against chance.
+CASME II layout, and runs the real experiment path (reader -> taxonomy -> clip pipeline,
+cached in the temporary folder -> LOSO -> report; no final model bundle) with a test-scale
+model (narrow widths, small clips: see docs/models3d.md). Frames are resized whole unless
+``--align landmarks``. Prints a markdown table of pooled accuracy / UF1 / UAR against chance.
 
     python benchmarks/clip_synthetic_loso.py --model c3d_vgg [--subjects 4] [--clips 9]
     python benchmarks/clip_synthetic_loso.py --model ms_resnet3d50
@@ -42,13 +43,15 @@ def experiment(args: argparse.Namespace, root: Path) -> ExperimentConfig:
                 "name": args.model,
                 "options": TEST_SCALE[args.model],
                 "input_size": args.size,
-                "scaling": "unit",
+            },
+            "preprocess": {
+                "span": "all" if args.model == "c3d_vgg" else "expression",
+                "align": args.align,
+                "face_size": args.flow_size,
             },
             "clip": {
                 "num_frames": args.frames,
                 "expand": args.expand,
-                "span": "all" if args.model == "c3d_vgg" else "expression",
-                "flow_size": args.flow_size,
                 "subtract_first": args.subtract_first,
             },
             "train": {
@@ -78,7 +81,19 @@ def main() -> None:
     parser.add_argument("--amplitude", type=float, nargs=2, default=(3.0, 4.5))
     parser.add_argument("--size", type=int, default=32, help="model input size")
     parser.add_argument("--frames", type=int, default=8, help="model clip length")
-    parser.add_argument("--flow-size", type=int, default=64)
+    parser.add_argument(
+        "--flow-size",
+        type=int,
+        default=64,
+        help="side frames are brought to before the model's size; flow is computed there "
+        "(preprocess.face_size)",
+    )
+    parser.add_argument(
+        "--align",
+        choices=("none", "landmarks"),
+        default="none",
+        help="none: whole frames resized (as measured in BENCHMARKS.md); landmarks: aligned faces",
+    )
     parser.add_argument("--expand", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--subtract-first", action="store_true", help="frame clips minus their first frame"
@@ -114,7 +129,9 @@ def main() -> None:
         write_layout("casme2", clips, root)
         made = time.perf_counter() - start
         out = Path(args.out) if args.out else Path(tmp) / "result"
-        metrics = run_experiment(experiment(args, root), out, progress=False)
+        cfg = experiment(args, root)
+        cache = Path(tmp) / "cache"
+        metrics = run_experiment(cfg, out, progress=False, cache=cache, save_model=False)
     seconds = time.perf_counter() - start
     print(
         f"{args.model}: {len(clips)} clips, {args.subjects} subjects, classes "

@@ -23,16 +23,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from microexpr import losses, models
-from microexpr.inputs import ClipConfig, ClipDataset
-from microexpr.inference import resolve_device
+from microexpr.config import ClipConfig
+from microexpr.inference import torch_device
+from microexpr.inputs import ClipDataset
 
 LOSS = {"ms_resnet3d50": "multi_head_ce"}
 
 
 def input_shape(name: str) -> tuple[int, int, int, int]:
-    """(C, T, H, W) the model declares."""
-    info = models.info(name)
-    return (info.in_chans, info.num_frames or 16, info.input_size, info.input_size)
+    """(C, T, H, W) the model declares (its InputSpec)."""
+    spec = models.info(name).input
+    return (spec.in_chans, spec.num_frames or 16, spec.size, spec.size)
 
 
 def flops_per_clip(name: str) -> tuple[float, float]:
@@ -92,12 +93,13 @@ def throughput(
 
 
 def pipeline_rate(reads: int = 200) -> float:
-    """ClipDataset reads per second: 24-frame 128 px uint8 clips -> 16-frame x10-copy tensors."""
+    """ClipDataset reads per second: 24-frame 128 px gray uint8 clips -> c3d_vgg's 3 x 16 x
+    128 x 128 unit-scaled tensors, x10 copies."""
     rng = np.random.default_rng(0)
     clips = [rng.integers(0, 255, (24, 128, 128, 1), dtype=np.uint8) for _ in range(8)]
-    data = ClipDataset(
-        clips, torch.zeros(8, dtype=torch.long), 16, 3, True, ClipConfig(expand=True, gray=True)
-    )
+    spec = models.info("c3d_vgg").input
+    targets = torch.zeros(8, dtype=torch.long)
+    data = ClipDataset(clips, targets, spec, ClipConfig(expand=True), "linear", train=True)
     start = time.perf_counter()
     for i in range(reads):
         data[i % len(data)]
@@ -114,7 +116,7 @@ def main() -> None:
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on CUDA too")
     args = parser.parse_args()
 
-    device = resolve_device(args.device)
+    device = torch_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         where = torch.cuda.get_device_name(device)

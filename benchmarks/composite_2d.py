@@ -24,9 +24,11 @@ from pathlib import Path
 
 import torch
 
+from microexpr import models
 from microexpr.config import ExperimentConfig, load_config
+from microexpr.inference import torch_device
+from microexpr.recipe import input_spec
 from microexpr.train.experiment import run_experiment
-from microexpr.inference import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 # seed000, seed001, seed002 (apex faces) and seed002_flow (flow images)
@@ -39,24 +41,30 @@ DATABASES = ("casme2", "samm", "smic")
 
 def configure(name: str, args: argparse.Namespace) -> ExperimentConfig:
     """The seed's composite config with this run's data, device and any size overrides."""
-    raw = load_config(CONFIGS[name]).model_dump(mode="json")
-    raw["data"]["root"] = args.data
-    cuda = resolve_device(args.device).type == "cuda"
-    raw["train"].update(device=args.device, cuda_graph=cuda and not args.eager)
-    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size)):
+    cuda = torch_device(args.device).type == "cuda"
+    overrides = [
+        f"data.root={args.data}",
+        f"train.device={args.device}",
+        f"train.cuda_graph={str(cuda and not args.eager).lower()}",
+    ]
+    for key, value in (
+        ("train.epochs", args.epochs),
+        ("train.batch_size", args.batch_size),
+        ("model.input_size", args.input_size),
+    ):
         if value:
-            raw["train"][key] = value
-    if args.input_size:
-        raw["model"]["input_size"] = args.input_size
+            overrides.append(f"{key}={value}")
+    cfg = load_config(CONFIGS[name], overrides)
     if args.max_folds:
-        raw["name"] += f" (first {args.max_folds} folds)"
-    return ExperimentConfig.model_validate(raw)
+        cfg = cfg.model_copy(update={"name": f"{cfg.name} (first {args.max_folds} folds)"})
+    return cfg
 
 
 def row(name: str, cfg: ExperimentConfig, metrics: dict, seconds: float) -> str:
     steps = "graphed" if cfg.train.cuda_graph else "eager"
     cells = [name, cfg.model.name, str(cfg.train.epochs), str(cfg.train.batch_size)]
-    cells += [str(cfg.model.input_size), steps]
+    size = input_spec(models.info(cfg.model.name).input, cfg).size
+    cells += [str(size), steps]
     for subset in [metrics["overall"]] + [metrics["per_dataset"].get(d) for d in DATABASES]:
         cells += ["-", "-"] if subset is None else [f"{subset['uf1']:.4f}", f"{subset['uar']:.4f}"]
     return "| " + " | ".join(cells + [f"{seconds:.0f}"]) + " |"
@@ -88,7 +96,9 @@ def main() -> None:
         cfg = configure(name, args)
         out_dir = Path(args.out) / name
         start = time.perf_counter()
-        metrics = run_experiment(cfg, out_dir, progress=False, max_folds=args.max_folds or None)
+        metrics = run_experiment(
+            cfg, out_dir, progress=False, max_folds=args.max_folds or None, save_model=False
+        )
         lines.append(row(name, cfg, metrics, time.perf_counter() - start))
         print(lines[-1], flush=True)
     print(f"\nComposite LOSO ({device}, torch {torch.__version__}):\n")

@@ -15,13 +15,14 @@ import time
 
 import torch
 
-from microexpr.config import DataConfig, ExperimentConfig
-from microexpr.inputs import encode_labels, load_images
-from microexpr.models import info
+from microexpr.config import DataConfig, ExperimentConfig, TrainConfig
+from microexpr.inference import build_model, predict_proba
+from microexpr.inputs import encode_labels, model_inputs
+from microexpr.protocols import loso
+from microexpr.recipe import resolve
 from microexpr.train.experiment import load_samples
 from microexpr.train.stacked import train_folds_stacked
-from microexpr.protocols import loso
-from microexpr.train.trainer import TrainConfig, predict_proba, train_fold
+from microexpr.train.trainer import train_fold
 
 
 def main() -> None:
@@ -32,24 +33,27 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    cfg = ExperimentConfig(data=DataConfig(root=args.data))
-    samples, classes = load_samples(cfg)
-    images = load_images(samples, info("ststnet"))
-    targets = encode_labels(samples, classes)
+    cfg = ExperimentConfig(
+        data=DataConfig(root=args.data), train=TrainConfig(epochs=args.epochs, device=args.device)
+    )
+    plan = resolve(cfg)  # STSTNet's recipe, device resolved
+    samples = load_samples(plan)
+    images = model_inputs(samples, plan).images
+    targets = encode_labels(samples, plan.classes)
     folds = loso(samples)[: args.folds]
-    train = TrainConfig(epochs=args.epochs, device=args.device)
+    train, classes = plan.train, len(plan.classes)
 
     start = time.perf_counter()
     for fold in folds:
         torch.manual_seed(fold.seed(train.seed))
-        model = info("ststnet").builder(num_classes=3, in_chans=3)
+        model = build_model(plan)
         idx = list(fold.train)
-        train_fold(model, (images[idx], targets[idx]), train, 3, progress=False)
-        predict_proba(model, images[list(fold.test)], device=args.device)
+        train_fold(model, (images[idx], targets[idx]), train, classes, progress=False)
+        predict_proba(model, images[list(fold.test)], device=train.device)
     per_fold = time.perf_counter() - start
 
     start = time.perf_counter()
-    train_folds_stacked(images, targets, folds, train, 3, progress=False)
+    train_folds_stacked(images, targets, folds, train, classes, plan.model_options, progress=False)
     stacked = time.perf_counter() - start
 
     scale = 68 * 800 / (len(folds) * args.epochs)

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from microexpr import models
 from microexpr.config import load_config
-from microexpr.inputs import encode_labels, load_images
+from microexpr.inference import build_model
+from microexpr.inputs import encode_labels, model_inputs
 from microexpr.losses import create_loss
+from microexpr.recipe import resolve
 from microexpr.train.experiment import load_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,24 +33,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--input-size", type=int, default=48)
     args = parser.parse_args()
-    cfg = load_config(ROOT / "configs" / "seed001_composite.yaml")
-    cfg.data.root = args.data
-    samples, classes = load_samples(cfg)
-    images = load_images(
-        samples, models.info(cfg.model.name), 3, args.input_size, cfg.model.scaling
-    )
+    overrides = [f"data.root={args.data}", f"model.input_size={args.input_size}"]
+    plan = resolve(load_config(ROOT / "configs" / "seed001_composite.yaml", overrides))
+    samples = load_samples(plan)
+    images = model_inputs(samples, plan).images
+    classes = plan.classes
     targets = encode_labels(samples, classes)
     torch.manual_seed(0)
-    model = models.create(cfg.model.name, num_classes=len(classes), in_chans=3, **cfg.model.options)
-    joint = create_loss(cfg.train.loss, len(classes), **cfg.train.loss_kwargs)
+    model = build_model(plan)
+    joint = create_loss(plan.train.loss, len(classes), **plan.train.loss_kwargs)
     params = list(model.parameters()) + list(joint.parameters())
-    optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
+    optimizer = torch.optim.Adam(params, lr=plan.train.lr)
     generator = torch.Generator().manual_seed(0)
     header = "| step | cross-entropy | island term | mean squared feature norm | predicted"
     print(f"{header} {'/'.join(classes)} |")
     print("| --- | --- | --- | --- | --- |")
     for step in range(args.steps + 1):
-        batch = torch.randperm(len(images), generator=generator)[: cfg.train.batch_size]
+        batch = torch.randperm(len(images), generator=generator)[: plan.train.batch_size]
         logits, features = model(images[batch])
         ce = F.cross_entropy(logits, targets[batch])
         island = joint.feature_loss(features, targets[batch])

@@ -15,9 +15,13 @@ import logging
 import time
 
 import torch
-from fvcore.nn import FlopCountAnalysis
 
 from microexpr import models
+
+try:
+    from fvcore.nn import FlopCountAnalysis
+except ModuleNotFoundError:  # not a dependency of the package
+    raise SystemExit("needs fvcore for the FLOP counts: pip install fvcore") from None
 
 ROWS = [
     ("densenet201_eca", {}),

@@ -16,8 +16,8 @@ import tempfile
 import time
 
 from microexpr import datasets
-from microexpr.preprocess.cache import prepare
 from microexpr.config import PreprocessConfig
+from microexpr.preprocess.cache import prepare
 
 
 def timed_pass(args: argparse.Namespace, root: str) -> tuple[float, int, int, int]:

@@ -12,7 +12,9 @@ from microexpr import models
 from microexpr.plan import Plan
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def torch_device(name: str = "auto") -> torch.device:
+    """The torch device of a device name (``auto``: CUDA when present); the recipe has
+    already refused a device that is not there."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -36,7 +38,7 @@ def predict_proba(
     device: str = "auto",
 ) -> np.ndarray:
     """Softmax probabilities (N, classes) in eval mode."""
-    dev = resolve_device(device)
+    dev = torch_device(device)
     model.to(dev).eval()
     if isinstance(data, torch.Tensor):
         data = TensorDataset(data)

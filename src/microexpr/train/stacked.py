@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from microexpr.config import TrainConfig
-from microexpr.inference import resolve_device
+from microexpr.inference import torch_device
 from microexpr.models.flow_nets import StackedSTSTNet, ststnet
 from microexpr.protocols import Fold
 
@@ -87,7 +87,7 @@ def train_folds_stacked(
     progress: bool = True,
 ) -> list[np.ndarray]:
     """Train one STSTNet per fold, all at once; return each fold's test probabilities."""
-    device = resolve_device(cfg.device)
+    device = torch_device(cfg.device)
     models = []
     for fold in folds:
         torch.manual_seed(fold.seed(cfg.seed))

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
 from microexpr.config import AugmentConfig, TrainConfig
-from microexpr.inference import resolve_device
+from microexpr.inference import torch_device
 from microexpr.losses import create_loss
 from microexpr.train.augment import augment_batch
 from microexpr.train.cuda_graphs import GraphedStep
@@ -61,7 +61,7 @@ def train_fold(
     which case those parameters are optimised too. ``groups`` (subject of each training
     sample) makes ``cfg.plateau``'s validation split hold out whole subjects.
     """
-    device = resolve_device(cfg.device)
+    device = torch_device(cfg.device)
     seed_everything(cfg.seed)
     labels = None
     if isinstance(train_set, tuple):
