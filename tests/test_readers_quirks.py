@@ -1,4 +1,4 @@
-"""One test per known quirk (FORMATS.md, "Cross-cutting quirks"): each is repaired as
+"""One test per known quirk (docs/datasets.md, "Cross-cutting quirks"): each is repaired as
 documented AND reported (file, row, reason), and the result still equals the truth."""
 
 from __future__ import annotations

@@ -94,11 +94,15 @@ def datasets_check(
     from microexpr import datasets
     from microexpr.datasets.problems import check
     from microexpr.labels import FOR_DATASET
+    from microexpr.recipe import check_options
 
     if name not in datasets.READERS:
         console.print(str(datasets.READERS.unknown(name)))
         raise typer.Exit(2)
-    result = check(name, path, verify_images=images, **_reader_options(option or []))
+    options = _reader_options(option or [])
+    reader = datasets.READERS.get(name).read
+    check_options(reader, options, "--option", positional=1, fixed=("report", "verify_images"))
+    result = check(name, path, verify_images=images, **options)
     samples, report = result.samples, result.report
     console.print(
         f"[bold]{name}[/bold]: {len(samples)} samples, {len(result.counts('subject'))} subjects"
@@ -462,6 +466,9 @@ def prepare_command(
         str | None,
         typer.Option(help="Experiment YAML: run the preprocessing its Plan gives its model."),
     ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="With --config: the database folder (sets data.root).")
+    ] = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
@@ -495,7 +502,7 @@ def prepare_command(
 
     if config is not None:
         extra = [f"data.name={dataset}"] if dataset else []
-        extra += [f"data.root={path}"] if path else []
+        extra += [f"data.root={data or path}"] if data or path else []
         plan = resolve(load_config(config, [*extra, *(overrides or [])]))
         if plan.preprocess is None:
             console.print(f"{config}: its model reads the reader's files as they are")

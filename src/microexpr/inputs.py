@@ -171,7 +171,8 @@ class ModelInputs:
         in the forms ``train_fold`` and ``predict_proba`` take."""
         indices = list(indices)
         if targets is None:
-            targets = torch.zeros(len(self.samples), dtype=torch.long)
+            count = len(self.images) if self.images is not None else len(self.clips)
+            targets = torch.zeros(count, dtype=torch.long)
         if self.images is not None:
             return (self.images[indices], targets[indices]) if train else self.images[indices]
         preprocess = self.plan.preprocess

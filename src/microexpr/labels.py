@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from microexpr.registry import Registry
 from microexpr.samples import Sample
 
-# Spelling variants across sheets (FORMATS.md, "Label spelling"), folded before any mapping.
+# Spelling variants across sheets (docs/datasets.md, "Label spelling"), folded before any mapping.
 _SPELLING = {
     "others": "others",
     "other": "others",

@@ -1,6 +1,6 @@
 """CASME (I): 60 fps clips of 19 subjects, coded in ``CASME-coded-20190721.xls``.
 
-Layout (FORMATS.md, "CASME (I)")::
+Layout (docs/datasets.md, "CASME (I)")::
 
     <root>/CASME-coded-20190721.xls           (or MEB's copy casme.xlsx)
     <root>/CASME_raw_selected/sub01/EP01_12/EP01_12-<n>.jpg   (cropped: Cropped/.../reg_...)

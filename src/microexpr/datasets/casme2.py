@@ -1,6 +1,6 @@
 """CASME II: 200 fps clips of 26 subjects coded in one sheet (several versions in circulation).
 
-Layout (FORMATS.md, "CASME II")::
+Layout (docs/datasets.md, "CASME II")::
 
     <root>/CASME2-coding-20140508.xlsx        or CASME2-coding-updated.xlsx,
                                                CASME2_label_Ver_2.xls (any one)

@@ -1,6 +1,6 @@
 """CAS(ME)^3 part A: 100 subjects x 13 clips (a-m), one or several expressions per clip.
 
-Layout (FORMATS.md, "CAS(ME)^3")::
+Layout (docs/datasets.md, "CAS(ME)^3")::
 
     <root>/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx  (or casme3_table.xlsx, sheet "label",
                                                        or CAS(ME)3_part_A_v2.xls)
@@ -23,7 +23,7 @@ from microexpr.datasets.problems import Report
 from microexpr.datasets.sheets import Record
 from microexpr.samples import Sample
 
-FPS = 30.0  # (U) FORMATS.md: frame rate not verified; pass fps= to override
+FPS = 30.0  # (U) docs/datasets.md: frame rate not verified; pass fps= to override
 EMOTIONS = frozenset({"anger", "disgust", "fear", "happiness", "sadness", "surprise", "others"})
 ROLES = {
     "subject": ("Subject", "sub"),

@@ -1,6 +1,6 @@
 """CK+ (extended Cohn-Kanade): 593 sequences neutral -> peak, 327 with an emotion label.
 
-Layout (FORMATS.md, "CK+")::
+Layout (docs/datasets.md, "CK+")::
 
     <root>/cohn-kanade-images/S005/001/S005_001_00000001.png     (8-digit, 1-based)
     <root>/Emotion/S005/001/S005_001_00000011_emotion.txt        (one float code, peak frame)

@@ -8,7 +8,7 @@ Layout: the three databases side by side, each as its own reader expects::
 Membership comes from the official ``combined_3class_gt.csv`` when there is one (no header,
 CRLF, ``db,subject,clip,label`` with 0 negative, 1 positive, 2 surprise; the ``-2`` variant has
 an empty ``,,,`` line after each row and is one SAMM clip short). Without it, the documented
-rule (FORMATS.md, "MEGC2019 composite"): every SMIC-HS clip; SAMM rows whose emotion is not
+rule (docs/datasets.md, "MEGC2019 composite"): every SMIC-HS clip; SAMM rows whose emotion is not
 ``Other``; CASME II happiness/disgust/repression/surprise rows minus ``sub04/EP12_01f`` and
 ``sub05/EP09_05f`` (:data:`CASME2_EXCLUDED`). Emotions map to negative (repression, anger,
 contempt, disgust, fear, sadness), positive (happiness) and surprise (taxonomy composite3);

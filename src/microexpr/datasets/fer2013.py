@@ -1,6 +1,6 @@
 """FER2013: 35,887 48x48 grey faces in one CSV, with its own Training/PublicTest/PrivateTest split.
 
-Layouts (FORMATS.md, "FER2013")::
+Layouts (docs/datasets.md, "FER2013")::
 
     <root>/fer2013.csv             emotion, pixels, Usage
     <root>/icml_face_data.csv      emotion, " Usage", " pixels" (headers with a leading space)

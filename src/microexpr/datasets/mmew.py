@@ -1,6 +1,6 @@
 """MMEW: micro-expression clips filed by emotion, coded in ``MMEW_Micro_Exp.xlsx``.
 
-Layout (FORMATS.md, "MMEW")::
+Layout (docs/datasets.md, "MMEW")::
 
     <root>/MMEW_Micro_Exp.xlsx
     <root>/Micro_Expression/<emotion>/<Filename>/<n>.jpg
@@ -8,7 +8,7 @@ Layout (FORMATS.md, "MMEW")::
 Columns ``Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame, Action Units, Estimated
 Emotion, remarks``. The clip folder is looked up by its name under any emotion folder; when
 that folder's emotion differs from the sheet's, the sheet wins and the report says so. The
-folder names, frame names and 90 fps are unverified (FORMATS.md marks them (U)).
+folder names, frame names and 90 fps are unverified (docs/datasets.md marks them (U)).
 """
 
 from __future__ import annotations

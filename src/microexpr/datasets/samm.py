@@ -1,6 +1,6 @@
 """SAMM: 200 fps grey clips of 29 subjects (006-037), coded in the FACS-codes sheet.
 
-Layout (FORMATS.md, "SAMM")::
+Layout (docs/datasets.md, "SAMM")::
 
     <root>/SAMM_Micro_FACS_Codes_v2.xlsx      (13-row preamble, header on row 14), or
            SAMM_20181215_Micro_FACS_Codes_v2.xlsx (header on row 1), or a ``MICRO_ONLY`` sheet

@@ -1,6 +1,6 @@
 """SMIC (HS 100 fps, VIS and NIR 25 fps): short clips in emotion folders, with no sheet.
 
-Layout (FORMATS.md, "SMIC")::
+Layout (docs/datasets.md, "SMIC")::
 
     <root>/HS/s1/micro/negative/s1_ne_01/image0123456.bmp     (raw)
     <root>/SMIC_all_cropped/HS/s1/micro/negative/s1_ne_01/reg_image0123456.bmp   (cropped)

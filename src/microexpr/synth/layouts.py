@@ -26,7 +26,7 @@ class LayoutDefaults:
     n_frames: int | None = None
 
 
-# Frame rates as the readers assume them (FORMATS.md); emotions = the classes of each
+# Frame rates as the readers assume them (docs/datasets.md); emotions = the classes of each
 # database's usual protocol. FER2013 and CK+ hold ordinary (macro) expressions, so their
 # motion is larger, and FER2013 keeps only the apex frame, so its clips are 3 frames long.
 LAYOUTS: Registry[LayoutDefaults] = Registry("layout")

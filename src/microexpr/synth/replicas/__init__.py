@@ -6,7 +6,7 @@ sheet writing, truth records).
 
 ``write_layout(name, clips, out, **quirks)`` writes ``clips`` (from
 :func:`microexpr.synth.generate_clips`, or anything with the same fields) as database ``name``
-distributes it (FORMATS.md) and returns the ground truth: one dict per sample the reader must
+distributes it (docs/datasets.md) and returns the ground truth: one dict per sample the reader must
 return, with ``id, dataset, subject, clip, label, onset, apex, offset, apex_source, aus,
 n_frames`` (+ ``usage`` for FER2013). onset/apex/offset are indices into the frames written,
 after the documented repairs, so ``load(name, out)`` must match them exactly.
