@@ -10,6 +10,7 @@ every fold and epoch reuses it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,13 @@ def sample_arrays(
     kept, arrays, failed = [], [], {}
     if plan.preprocess is not None and cache is not None:
         report = prepare(samples, plan.preprocess, cache, workers=workers, progress=progress)
+        if progress:
+            tqdm.write(
+                f"{plan.preprocess.pipeline}: {report.computed} computed, {report.reused} reused "
+                f"from the cache, {len(report.failed)} failed ({report.seconds:.1f} s; "
+                f"{report.directory})",
+                file=sys.stderr,
+            )
         store = FeatureCache(Path(cache), resolve_preprocess(plan.preprocess))
         for sample in samples:
             if sample.id in report.failed:
