@@ -1,6 +1,9 @@
 """A trained model as a folder: ``weights.safetensors`` + ``bundle.json`` (Plan, classes,
-config, versions, what it was trained on). What ``predict``, ``analyze``, the web page and
-the ONNX export load. Loading never unpickles anything: safetensors and JSON only.
+config, versions, what it was trained on), or its ONNX export: ``model.onnx`` + the same
+``bundle.json`` with ``"runtime": "onnx"`` (``microexpr.export``). What ``predict``,
+``analyze``, the web page and the export load. Loading never unpickles anything: JSON,
+safetensors and ONNX (protobuf) only. Either kind runs the Plan's preprocessing in Python;
+only the network runs in PyTorch or in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,19 +23,32 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from microexpr.evaluate.report import versions
 from microexpr.inference import build_model, predict_proba
 from microexpr.inputs import ModelInputs, inputs_from_arrays, model_inputs
 from microexpr.plan import Plan
 from microexpr.samples import Sample
+from microexpr.spec import InputSpec
 
 FORMAT = "microexpr-bundle"
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
 MANIFEST = "bundle.json"
+# An exported bundle's graph and the names of its one input and one output.
+ONNX_MODEL = "model.onnx"
+ONNX_INPUT = "input"
+ONNX_OUTPUT = "probabilities"
+ONNX_EXTRA = "pip install 'microexpr[onnx]'"
+RUNTIMES = ("torch", "onnx")
 # The array each input kind's pipeline output holds (inputs.inputs_from_arrays).
-ARRAY_KEY = {"flow_image": "image", "apex_image": "image", "image": "image"}
+ARRAY_KEY = {
+    "flow_image": "image",
+    "apex_image": "image",
+    "image": "image",
+    "flow_regions": "image",
+}
 ARRAY_KEY |= {"clip": "frames", "flow_clip": "flow"}
 
 
@@ -39,7 +56,7 @@ class BundleError(ValueError):
     """A path that is not a loadable model bundle; the message names the file."""
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a temporary file, fsync and rename, so a crash never leaves half a file
     under the real name."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -68,7 +85,7 @@ def save_bundle(
         prefix = "" if len(members) == 1 else f"member{i}."
         for key, value in model.state_dict().items():
             tensors[prefix + key] = value.detach().cpu().contiguous()
-    _atomic_write(path / WEIGHTS, lambda handle: handle.write(save(tensors)))
+    atomic_write(path / WEIGHTS, lambda handle: handle.write(save(tensors)))
     manifest = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -83,8 +100,14 @@ def save_bundle(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     text = json.dumps(manifest, indent=2).encode()
-    _atomic_write(path / MANIFEST, lambda handle: handle.write(text))
+    atomic_write(path / MANIFEST, lambda handle: handle.write(text))
     return path
+
+
+def network_input_shape(spec: InputSpec) -> tuple[int, ...]:
+    """One input of the network, without the batch axis: (C, H, W) or (C, T, H, W)."""
+    side = (spec.size, spec.size)
+    return (spec.in_chans, spec.num_frames, *side) if spec.is_clip else (spec.in_chans, *side)
 
 
 @dataclass
@@ -104,6 +127,11 @@ class Bundle:
     def kind(self) -> str:
         """The input kind the model reads (flow_image, apex_image, image, clip, flow_clip)."""
         return self.plan.input.kind
+
+    @property
+    def runtime(self) -> str:
+        """What runs the network: ``torch`` (a trained bundle) or ``onnx`` (an export)."""
+        return self.manifest.get("runtime", "torch")
 
     def predict(
         self,
@@ -154,7 +182,6 @@ class Bundle:
         key = ARRAY_KEY[self.kind]
         return inputs_from_arrays([{key: np.asarray(a)} for a in items], self.plan)
 
-    @torch.no_grad()
     def probabilities(
         self, inputs: ModelInputs, batch_size: int = 64, device: str = "cpu"
     ) -> np.ndarray:
@@ -162,21 +189,119 @@ class Bundle:
         if not len(inputs) and inputs.images is None and not inputs.clips:
             return np.zeros((0, len(self.classes)), np.float32)
         n = len(inputs.images) if inputs.images is not None else len(inputs.clips)
-        data = inputs.subset(range(n))
+        return self.run_network(inputs.subset(range(n)), batch_size, device)
+
+    @torch.no_grad()
+    def run_network(self, data: Dataset | torch.Tensor, batch_size: int, device: str) -> np.ndarray:
+        """The members' mean probabilities of model-ready inputs (``ModelInputs.subset``)."""
         probs = [predict_proba(m, data, batch_size, device) for m in self.members]
         return np.mean(probs, axis=0) if len(probs) > 1 else probs[0]
 
 
+@dataclass
+class OnnxBundle(Bundle):
+    """An exported bundle: the Plan's preprocessing in Python, the network (one graph that
+    already averages an ensemble's members, so ``members`` is empty) in ONNX Runtime. One
+    session per device, the CPU one opened (and the file checked) at load."""
+
+    sessions: dict[str, Any]
+
+    def run_network(self, data: Dataset | torch.Tensor, batch_size: int, device: str) -> np.ndarray:
+        session = self.session(device)
+        if isinstance(data, torch.Tensor):
+            data = TensorDataset(data)
+        probs = [
+            session.run([ONNX_OUTPUT], {ONNX_INPUT: batch[0].numpy()})[0]
+            for batch in DataLoader(data, batch_size=batch_size)
+        ]
+        return np.concatenate(probs) if probs else np.zeros((0, len(self.classes)), np.float32)
+
+    def session(self, device: str = "cpu") -> Any:
+        """The ONNX Runtime session for ``device``: ``cpu``; ``cuda`` / ``cuda:N`` (the CUDA
+        provider, onnxruntime-gpu); ``auto``: CUDA when this onnxruntime has it."""
+        ort = _onnxruntime(self.path / MANIFEST)
+        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if device == "auto":
+            device = "cuda" if has_cuda else "cpu"
+        if device != "cpu" and not has_cuda:
+            raise ValueError(
+                f"device {device}: this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
+            )
+        if device not in self.sessions:
+            self.sessions[device] = _open_session(self.path / ONNX_MODEL, device)
+        return self.sessions[device]
+
+
+def _onnxruntime(manifest_path: Path) -> Any:
+    """The onnxruntime module, or one line naming the extra that installs it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BundleError(
+            f"{manifest_path}: an ONNX export; running it needs onnxruntime ({ONNX_EXTRA})"
+        ) from None
+    return onnxruntime
+
+
+def _open_session(model_path: Path, device: str) -> Any:
+    """An InferenceSession on ``device``; a file ONNX Runtime cannot read is refused in one
+    line naming it."""
+    ort = _onnxruntime(model_path.with_name(MANIFEST))
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    if device == "cpu":
+        providers: list = ["CPUExecutionProvider"]
+    else:
+        index = int(device.partition(":")[2] or 0)
+        providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    unreadable = (
+        state.Fail,
+        state.InvalidArgument,
+        state.InvalidGraph,
+        state.InvalidProtobuf,
+        state.NoModel,
+        state.NoSuchFile,
+        state.NotImplemented,
+        state.RuntimeException,
+    )
+    try:
+        return ort.InferenceSession(str(model_path), providers=providers)
+    except unreadable as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise BundleError(f"{model_path}: not a readable ONNX model ({reason})") from None
+
+
+def onnx_bundle(path: Path, plan: Plan, manifest: dict) -> OnnxBundle:
+    """The exported bundle at ``path`` with ``manifest``: its graph opened on the CPU and
+    checked against the Plan (one input of the Plan's shape, one output per class)."""
+    model_path = path / ONNX_MODEL
+    if not model_path.is_file():
+        raise BundleError(f"{path}: not a model bundle (needs {MANIFEST} and {ONNX_MODEL})")
+    session = _open_session(model_path, "cpu")
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    expected = list(network_input_shape(plan.input))
+    found = [(i.name, i.shape[1:]) for i in inputs], [(o.name, o.shape[1:]) for o in outputs]
+    if found != ([(ONNX_INPUT, expected)], [(ONNX_OUTPUT, [len(plan.classes)])]):
+        raise BundleError(
+            f"{model_path}: does not fit {plan.model} (inputs {found[0]}, outputs {found[1]}; "
+            f"the plan needs {ONNX_INPUT} {expected} -> {ONNX_OUTPUT} [{len(plan.classes)}])"
+        )
+    return OnnxBundle(path, plan, [], manifest, {"cpu": session})
+
+
 def load_bundle(path: str | Path) -> Bundle:
-    """Load a bundle folder (or its ``bundle.json``); anything else is refused in one line."""
+    """Load a bundle folder (or its ``bundle.json``), trained or exported to ONNX; anything
+    else is refused in one line."""
     path = Path(path)
     if path.is_file() and path.name == MANIFEST:
         path = path.parent
     manifest_path, weights_path = path / MANIFEST, path / WEIGHTS
     if not path.is_dir():
         raise BundleError(f"{path}: not a model bundle (expected a folder with {MANIFEST})")
-    if not manifest_path.is_file() or not weights_path.is_file():
-        raise BundleError(f"{path}: not a model bundle (needs {MANIFEST} and {WEIGHTS})")
+    if not manifest_path.is_file():
+        raise BundleError(
+            f"{path}: not a model bundle (needs {MANIFEST} and {WEIGHTS} or {ONNX_MODEL})"
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -188,10 +313,17 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{manifest_path}: bundle format {manifest['version']} is newer than this "
             f"microexpr reads ({FORMAT_VERSION}); upgrade microexpr"
         )
+    runtime = manifest.get("runtime", "torch")
+    if runtime not in RUNTIMES:
+        raise BundleError(f"{manifest_path}: unknown runtime {runtime!r} (known: torch, onnx)")
     try:
         plan = Plan.model_validate(manifest["plan"])
     except (KeyError, ValidationError) as err:
         raise BundleError(f"{manifest_path}: its plan cannot be read ({err})") from None
+    if runtime == "onnx":
+        return onnx_bundle(path, plan, manifest)
+    if not weights_path.is_file():
+        raise BundleError(f"{path}: not a model bundle (needs {MANIFEST} and {WEIGHTS})")
     try:
         state = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as err:
