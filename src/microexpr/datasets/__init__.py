@@ -4,6 +4,8 @@ from microexpr.datasets import (  # noqa: F401  (each module registers its reade
     casme,
     casme2,
     casme3,
+    casme3_lv,
+    casme_sq,
     ckplus,
     composite,
     fer2013,
@@ -11,6 +13,7 @@ from microexpr.datasets import (  # noqa: F401  (each module registers its reade
     image_folder,
     mmew,
     samm,
+    samm_lv,
     smic,
 )
 from microexpr.datasets.registry import (

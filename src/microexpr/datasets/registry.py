@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +43,24 @@ def register(
 
 
 def load(name: str, root: str | Path, **kwargs) -> list[Sample]:
-    """Read database ``name`` from ``root`` (its own layout and annotation files)."""
+    """Read database ``name`` from ``root`` (its own layout and annotation files); an option
+    the reader does not take is a ValueError naming it and the known ones."""
     reader = READERS.get(name).read
+    check_options(name, reader, kwargs)
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{name}: data folder {root} does not exist")
     return reader(root, **kwargs)
+
+
+def check_options(name: str, reader: Callable, options: dict) -> None:
+    """Refuse option names ``reader`` does not take (``-o colums.onset=3``), before reading."""
+    parameters = inspect.signature(reader).parameters
+    try:
+        inspect.signature(reader).bind_partial(None, **options)
+    except TypeError as err:
+        known = ", ".join(p for p in list(parameters)[1:] if parameters[p].kind != p.VAR_KEYWORD)
+        raise ValueError(f"{name} reader: {err}; its options are {known}") from None
 
 
 def names() -> dict[str, str]:

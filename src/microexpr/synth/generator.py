@@ -193,7 +193,10 @@ def face_sources(faces: str | Path | None) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Subject:
+class FramedFace:
+    """One subject: a source face in its own framing, shape and tone (shared by the clip and
+    long-video generators, so a subject looks the same in both)."""
+
     face: np.ndarray  # size x size x 3 float32 BGR, neutral
     landmarks: np.ndarray  # (68, 2) in face coordinates
 
@@ -221,7 +224,7 @@ def _warp(image: np.ndarray, displacement: np.ndarray) -> np.ndarray:
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def _make_subject(source: str, size: int, rng: np.random.Generator) -> _Subject:
+def _make_subject(source: str, size: int, rng: np.random.Generator) -> FramedFace:
     """Frame the source face for one subject (documented in docs/synthetic.md, "Subjects").
 
     Framing: face width (jaw landmarks 0-16) U(0.62, 0.80) of the frame, rotation U(-6, 6) deg,
@@ -261,7 +264,7 @@ def _make_subject(source: str, size: int, rng: np.random.Generator) -> _Subject:
     blur = rng.uniform(0.0, 0.6)
     if blur > 0.05:
         face = cv2.GaussianBlur(face, (0, 0), blur)
-    return _Subject(np.clip(face * 255.0, 0, 255).astype(np.float32), marks)
+    return FramedFace(np.clip(face * 255.0, 0, 255).astype(np.float32), marks)
 
 
 # Landmark permutation under a horizontal mirror (iBUG 68), so index i keeps its meaning.
@@ -280,7 +283,7 @@ _MIRROR = np.array(
 # --------------------------------------------------------------------------------------------
 
 
-def _interocular(landmarks: np.ndarray) -> float:
+def interocular(landmarks: np.ndarray) -> float:
     """Distance between the eye centres: the face's own length unit."""
     return float(np.linalg.norm(landmarks[36:42].mean(0) - landmarks[42:48].mean(0))) or 1.0
 
@@ -295,7 +298,7 @@ def au_field(landmarks: np.ndarray, aus: Sequence[str], size: int) -> np.ndarray
     up = up / (np.linalg.norm(up) or 1.0)
     right = np.array([-up[1], up[0]], np.float32)  # image-right axis of the face
     midline = landmarks[[27, 30, 33, 51, 57, 8]].mean(axis=0)
-    iod = _interocular(landmarks)
+    iod = interocular(landmarks)
     centres, vectors, sigmas = [], [], []
     for au in aus:
         side = au[0] if au[:1] in ("R", "L") else None
@@ -362,7 +365,7 @@ class MotionParams:
 class _Plan:
     """Everything needed to render any frame of one clip."""
 
-    subject: _Subject
+    subject: FramedFace
     field: np.ndarray  # apex displacement (size, size, 2) with the clip's amplitude
     profile: np.ndarray  # (n_frames,)
     drift: np.ndarray  # (n_frames, 2) global translation, px
@@ -396,7 +399,7 @@ def _timeline(
 
 
 def _plan(
-    subject: _Subject,
+    subject: FramedFace,
     aus: Sequence[str],
     size: int,
     fps: float,
@@ -416,7 +419,7 @@ def _plan(
         length = max(2, round(rng.uniform(0.10, 0.15) * fps))
         start = int(rng.integers(0, max(1, n - length)))
         blink_profile = temporal_profile(n, start, start + length // 2, start + length)
-    blink = au_field(subject.landmarks, ("45",), size) * 0.15 * _interocular(subject.landmarks)
+    blink = au_field(subject.landmarks, ("45",), size) * 0.15 * interocular(subject.landmarks)
     phase, hz = rng.uniform(0, 2 * np.pi), rng.uniform(1.0, 10.0)
     gain = 1.0 + params.flicker * np.sin(2 * np.pi * hz * np.arange(n) / fps + phase)
     profile = temporal_profile(n, onset, apex, offset)
@@ -439,7 +442,10 @@ def _render(plan: _Plan, t: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _subjects(n_subjects: int, size: int, seed: int, faces: str | Path | None) -> list[_Subject]:
+def framed_subjects(
+    n_subjects: int, size: int, seed: int, faces: str | Path | None
+) -> list[FramedFace]:
+    """Subjects 1..n, each from ``default_rng([seed, k])``: the same seed gives the same people."""
     sources = face_sources(faces)
     return [
         _make_subject(sources[s % len(sources)], size, np.random.default_rng([seed, s + 1]))
@@ -447,13 +453,14 @@ def _subjects(n_subjects: int, size: int, seed: int, faces: str | Path | None) -
     ]
 
 
-def _emotion_schedule(emotions: Sequence[str], clips: int, rng: np.random.Generator) -> list[str]:
+def emotion_schedule(emotions: Sequence[str], clips: int, rng: np.random.Generator) -> list[str]:
     """Balanced per subject: every emotion as often as possible, in random order."""
     repeats = -(-clips // len(emotions))
     return list(rng.permutation(list(emotions) * repeats)[:clips])
 
 
-def _check_emotions(emotions: Sequence[str] | None) -> list[str]:
+def check_emotions(emotions: Sequence[str] | None) -> list[str]:
+    """Normalised emotion names (default CASME II's five); one without AUs is a ValueError."""
     names = [normalise_emotion(e) for e in (emotions or CASME2_EMOTIONS)]
     unknown = [e for e in names if e not in EMOTION_AUS]
     if unknown:
@@ -476,10 +483,10 @@ def _plans(
 ) -> list[tuple[int, int, str, tuple[str, ...], _Plan, tuple[int, int, int]]]:
     """(subject, clip number, emotion, AUs, plan, (onset, apex, offset)) of every clip."""
     params = MotionParams(**motion)
-    names = _check_emotions(emotions)
+    names = check_emotions(emotions)
     plans = []
-    for s, subject in enumerate(_subjects(n_subjects, size, seed, faces), start=1):
-        schedule = _emotion_schedule(names, clips_per_subject, np.random.default_rng([seed, s, 0]))
+    for s, subject in enumerate(framed_subjects(n_subjects, size, seed, faces), start=1):
+        schedule = emotion_schedule(names, clips_per_subject, np.random.default_rng([seed, s, 0]))
         for c, emotion in enumerate(schedule, start=1):
             rng = np.random.default_rng([seed, s, c])
             options = EMOTION_AUS[emotion]

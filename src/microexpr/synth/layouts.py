@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from microexpr.registry import Registry
+from microexpr.samples import Video
 from microexpr.synth.generator import CASME2_EMOTIONS, generate_clips, synthetic_flow_images
-from microexpr.synth.replicas import write_layout
+from microexpr.synth.long_videos import DISTRACTORS, generate_long_videos
+from microexpr.synth.replicas import write_layout, write_long_layout
 from microexpr.synth.replicas.flow_images import write_flat, write_per_subject
 
 
@@ -117,3 +119,65 @@ def write_synthetic(
         **{**defaults.motion, **motion},
     )
     return write_layout(layout, clips, out, **(quirks or {}))
+
+
+@dataclass(frozen=True)
+class LongLayoutDefaults:
+    """What a long-video layout's videos look like unless the user says otherwise."""
+
+    fps: float
+    emotions: tuple[str, ...]
+
+
+# Long-video databases (docs/datasets.md, "Long videos"): frame rates as the readers assume
+# them; emotions as each sheet codes them (SAMM-LV codes none: its events read back without).
+LONG_LAYOUTS: Registry[LongLayoutDefaults] = Registry("long-video layout")
+LONG_LAYOUTS.add(
+    "casme_sq", LongLayoutDefaults(30.0, ("negative", "positive", "surprise", "others"))
+)
+LONG_LAYOUTS.add(
+    "samm_lv", LongLayoutDefaults(200.0, ("anger", "contempt", "happiness", "surprise", "others"))
+)
+LONG_LAYOUTS.add(
+    "casme3_lv",
+    LongLayoutDefaults(
+        30.0, ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "others")
+    ),
+)
+
+
+def write_long_synthetic(
+    layout: str,
+    out: str | Path,
+    n_subjects: int,
+    videos_per_subject: int = 1,
+    seconds: float = 10.0,
+    size: int = 256,
+    seed: int = 0,
+    fps: float | None = None,
+    micro: int = 3,
+    macro: int = 1,
+    emotions: Sequence[str] | None = None,
+    faces: str | Path | None = None,
+    distractors: Sequence[str] = DISTRACTORS,
+    quirks: dict | None = None,
+) -> list[Video]:
+    """Generate long videos with the layout's defaults (:data:`LONG_LAYOUTS`) and write them
+    with :func:`microexpr.synth.replicas.write_long_layout` (``quirks`` are its keyword
+    arguments). Returns the Videos the layout's reader must give back. All videos are held
+    in memory until written: seconds x fps x size^2 x 3 bytes each."""
+    defaults = LONG_LAYOUTS.get(layout)
+    videos = generate_long_videos(
+        n_subjects,
+        videos_per_subject,
+        seconds,
+        fps or defaults.fps,
+        size,
+        micro,
+        macro,
+        distractors,
+        seed,
+        faces,
+        tuple(emotions or defaults.emotions),
+    )
+    return write_long_layout(layout, videos, out, **(quirks or {}))

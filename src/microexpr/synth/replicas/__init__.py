@@ -17,15 +17,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from microexpr.samples import Video
+from microexpr.synth.long_videos import LONG_WRITERS, LongVideo
 from microexpr.synth.replicas import (  # noqa: F401  (each module registers its writer)
     casme,
     casme2,
     casme3,
+    casme3_lv,
+    casme_sq,
     ckplus,
     composite,
     fer2013,
     mmew,
     samm,
+    samm_lv,
     smic,
 )
 from microexpr.synth.replicas._common import COUNT_QUIRKS, WRITERS, ClipLike
@@ -39,4 +44,22 @@ def write_layout(name: str, clips: Sequence[ClipLike], out: str | Path, **quirks
     return write(list(clips), out, **quirks)
 
 
-__all__ = ["COUNT_QUIRKS", "WRITERS", "ClipLike", "write_layout"]
+def write_long_layout(
+    name: str, videos: Sequence[LongVideo], out: str | Path, **quirks
+) -> list[Video]:
+    """Write long ``videos`` (:func:`microexpr.synth.long_videos.generate_long_videos`) as
+    long-video database ``name`` lays them out; return the Videos its reader must give back."""
+    write = LONG_WRITERS.get(name)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return write(list(videos), out, **quirks)
+
+
+__all__ = [
+    "COUNT_QUIRKS",
+    "LONG_WRITERS",
+    "WRITERS",
+    "ClipLike",
+    "write_layout",
+    "write_long_layout",
+]
