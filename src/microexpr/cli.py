@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+import sys
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -86,13 +88,21 @@ def datasets_check(
             "modality=VIS (repeatable)",
         ),
     ] = None,
-    images: Annotated[str, typer.Option(help="decode frames: all, keyframes or none")] = "all",
+    images: Annotated[
+        Literal["all", "keyframes", "none"],
+        typer.Option(help="decode frames: all, keyframes or none"),
+    ] = "all",
     show: Annotated[int, typer.Option(help="repairs and notes to list (all errors are)")] = 50,
 ) -> None:
-    """Read a database and list counts per class, subject and database, and every problem
-    (file, row, reason). Exits with 1 when a row or file could not be read."""
+    """Read a database and list counts per class, subject and database, every problem
+    (file, row, reason), and what each reader on_error choice would do with it. Exits with
+    1 when a row or file could not be read."""
     from microexpr import datasets
-    from microexpr.datasets.problems import check
+
+    if name in datasets.VIDEO_READERS:
+        _check_long_videos(name, path, _reader_options(option or []), images, show)
+        return
+    from microexpr.datasets.problems import DEFAULT_ON_ERROR, check
     from microexpr.labels import FOR_DATASET
     from microexpr.recipe import check_options
 
@@ -121,6 +131,14 @@ def datasets_check(
         console.print(f"{taxonomy}: {sum(counts.values())} samples ({listing})", markup=False)
     subjects = result.counts("subject")
     console.print("subjects: " + ", ".join(f"{s} {n}" for s, n in subjects.items()), markup=False)
+    for choice, outcome in result.outcomes().items():
+        default = " (the default)" if choice == DEFAULT_ON_ERROR else ""
+        console.print(f"on_error={choice}{default}: {outcome}", markup=False, highlight=False)
+    _print_problems(report, show)
+
+
+def _print_problems(report, show: int) -> None:
+    """Every error, the first ``show`` repairs and notes, the totals; exit 1 on an error."""
     errors = report.errors
     others = [p for p in report.problems if p.kind != "error"]
     for problem in errors + others[:show]:
@@ -133,6 +151,30 @@ def datasets_check(
     )
     if errors:
         raise typer.Exit(1)
+
+
+def _check_long_videos(name: str, path: str, options: dict, images: str, show: int) -> None:
+    """``datasets check`` for a long-video reader: videos, subjects, events per type and
+    emotion, every problem."""
+    from microexpr import datasets
+    from microexpr.datasets.long_video_sheet import check_videos
+    from microexpr.datasets.registry import check_options
+
+    check_options(name, datasets.VIDEO_READERS.get(name).read, options)
+    result = check_videos(name, path, verify_images=images, **options)
+    events = sum(len(v.events) for v in result.videos)
+    console.print(
+        f"[bold]{name}[/bold]: {len(result.videos)} videos, {len(result.counts['subject'])} "
+        f"subjects, {events} events"
+    )
+    for title in ("type", "emotion"):
+        table = Table(title, "events")
+        for key, count in sorted(result.counts[title].items()):
+            table.add_row(key, str(count))
+        console.print(table)
+    subjects = ", ".join(f"{s} {n}" for s, n in sorted(result.counts["subject"].items()))
+    console.print(f"videos per subject: {subjects}", markup=False)
+    _print_problems(result.report, show)
 
 
 benchmark_app = typer.Typer(
@@ -171,6 +213,20 @@ CacheOption = Annotated[
     str | None,
     typer.Option(help="Feature cache root (default: $MICROEXPR_CACHE or ~/.cache/microexpr)."),
 ]
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No progress bars (they are shown on a terminal only anyway)."
+    ),
+]
+
+
+def _progress(quiet: bool) -> bool:
+    """Progress bars only on a terminal: never in a pipe or a log file, never with --quiet
+    or a true ``TQDM_DISABLE`` (tqdm's own switch)."""
+    disabled = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
+    return not quiet and not disabled and sys.stderr.isatty()
+
 
 # What `benchmark composite` runs: the published STSTNet recipe (configs/composite_ststnet.yaml
 # holds the same; a test keeps the two equal).
@@ -192,6 +248,25 @@ COMPOSITE_STSTNET = {
 }
 
 
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="Where folds run: local, or ray (folds, members and stacked parts as Ray tasks; "
+        "a local Ray starts by itself; needs pip install 'microexpr[ray]')."
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster address (ray://host:10001 or host:6379); default: local Ray."),
+]
+
+
+def _backend(name: str) -> str:
+    if name not in ("local", "ray"):
+        raise typer.BadParameter(f"{name!r}: local or ray", param_hint="--backend")
+    return name
+
+
 @benchmark_app.command("composite")
 def benchmark_composite(
     data: Annotated[
@@ -205,6 +280,9 @@ def benchmark_composite(
     save_model: Annotated[
         bool, typer.Option(help="Fit a final model on all subjects and save it (OUT/model).")
     ] = True,
+    quiet: QuietOption = False,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """MEGC2019 composite LOSO (68 subjects, 3 classes) with the published STSTNet recipe:
     raw BGR flow images, Adam 5e-5, batch 256, 800 epochs, cross-entropy, training samples
@@ -218,7 +296,15 @@ def benchmark_composite(
     cfg = config_from(COMPOSITE_STSTNET, [f"data.root={data}", *(overrides or [])])
     if not overrides or not any(o.startswith("name=") for o in overrides):
         cfg.name = f"MEGC2019 composite LOSO, {cfg.model.name}, {cfg.train.epochs} epochs"
-    metrics = run_experiment(cfg, Path(out), max_folds=max_folds, save_model=save_model)
+    metrics = run_experiment(
+        cfg,
+        Path(out),
+        _progress(quiet),
+        max_folds=max_folds,
+        save_model=save_model,
+        backend=_backend(backend),
+        address=address,
+    )
     _print_metrics(metrics, out)
 
 
@@ -240,6 +326,9 @@ def train_command(
     save_fold_models: Annotated[
         bool, typer.Option(help="Also save each fold's model (OUT/fold_models/<fold>).")
     ] = False,
+    quiet: QuietOption = False,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Run an experiment config: its preprocessing (cached), every fold of its protocol, the
     pooled report, and a model bundle fitted on all subjects (load it with `predict`)."""
@@ -253,15 +342,64 @@ def train_command(
     metrics = run_experiment(
         cfg,
         Path(out),
+        _progress(quiet),
         max_folds=max_folds,
         cache=cache,
         save_model=save_model,
         save_fold_models=save_fold_models,
         workers=workers,
+        backend=_backend(backend),
+        address=address,
     )
     _print_metrics(metrics, out)
     if save_model:
         console.print(f"model bundle: {out}/model (microexpr predict {out}/model --data DIR)")
+
+
+@app.command("sweep")
+def sweep_command(
+    config: Annotated[str, typer.Argument(help="Experiment YAML (see configs/).")],
+    out: Annotated[str, typer.Option(help="Output folder; re-running into it resumes.")],
+    grid: Annotated[
+        list[str],
+        typer.Option(
+            help="KEY=V1,V2,... values to try (repeatable; every combination is a candidate), "
+            "e.g. --grid train.lr=1e-4,5e-5 --grid train.epochs=200,800."
+        ),
+    ],
+    data: Annotated[str | None, typer.Option(help="Dataset root (sets data.root).")] = None,
+    overrides: SetOption = None,
+    inner_folds: Annotated[
+        int, typer.Option(help="Leave-subjects-out splits of each outer fold's training subjects.")
+    ] = 3,
+    max_folds: MaxFoldsOption = None,
+    cache: CacheOption = None,
+    address: AddressOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Choose among config overrides by nested selection with Ray Tune: each candidate is
+    scored (UF1) on inner leave-subjects-out splits of every outer fold's training subjects,
+    never on a test subject; each outer fold's chosen setting is then trained on all its
+    training subjects and scored once on its test subject. Writes the pooled report and
+    sweep.json (every candidate's inner scores and each fold's choice)."""
+    from pathlib import Path
+
+    from microexpr.config import load_config
+    from microexpr.train.sweep import parse_grid, run_sweep
+
+    extra = [f"data.root={data}"] if data is not None else []
+    cfg = load_config(config, [*extra, *(overrides or [])])
+    metrics = run_sweep(
+        cfg,
+        parse_grid(grid),
+        Path(out),
+        inner_folds=inner_folds,
+        max_folds=max_folds,
+        cache=cache,
+        address=address,
+        progress=_progress(quiet),
+    )
+    _print_metrics(metrics, out)
 
 
 @app.command("predict")
@@ -278,6 +416,7 @@ def predict_command(
     ] = None,
     cache: CacheOption = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    quiet: QuietOption = False,
 ) -> None:
     """Score every sample of a database folder with a saved model: its own preprocessing,
     then class probabilities. Writes OUT/predictions.csv (id, subject, true label where the
@@ -291,7 +430,9 @@ def predict_command(
     name = reader or model.plan.data.name
     options = _reader_options(option) if option else (model.plan.data.options if not reader else {})
     samples = datasets.load(name, data, **options)
-    table = model.predict(samples, device=device, cache=cache or default_cache(), progress=True)
+    table = model.predict(
+        samples, device=device, cache=cache or default_cache(), progress=_progress(quiet)
+    )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "predictions.csv", index=False)
@@ -303,6 +444,34 @@ def predict_command(
         accuracy = float((scored["true_label"] == scored["label"]).mean())
         summary += f"; accuracy {accuracy:.4f} on the {len(scored)} with a known class"
     console.print(summary, markup=False, highlight=False)
+
+
+@app.command("export")
+def export_command(
+    bundle: Annotated[str, typer.Argument(help="Model bundle folder (a run's OUT/model).")],
+    out: Annotated[str, typer.Option(help="Folder for the exported bundle.")],
+    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+) -> None:
+    """Export a model bundle for another runtime: OUT/model.onnx (the network, ensemble
+    members averaged, probabilities out) and OUT/bundle.json (the same Plan and classes).
+    `predict` and `microexpr.load_bundle` run the export with ONNX Runtime; the
+    preprocessing stays in Python (docs/export.md). Needs the `onnx` extra."""
+    from microexpr.export import FORMATS, export_onnx
+
+    if format not in FORMATS:
+        raise typer.BadParameter(f"{format!r}: known formats: {', '.join(FORMATS)}")
+    exported = export_onnx(bundle, out)
+    parity = exported.manifest["onnx"]["parity"]
+    summary = (
+        f"{bundle} -> {exported.path} (model.onnx + bundle.json); ONNX Runtime vs PyTorch: "
+        f"max |difference| {parity['max_abs_diff']:.2e} on {parity['samples']} random inputs"
+    )
+    if "torch_float32_error" in parity:
+        summary += (
+            f" (from float64: PyTorch {parity['torch_float32_error']:.2e}, "
+            f"ONNX Runtime {parity['onnx_float32_error']:.2e})"
+        )
+    console.print(summary, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("evaluate-spotting")
@@ -355,6 +524,77 @@ def evaluate_spotting(
         Path(json_out).write_text(json.dumps(scores.to_dict(), indent=2) + "\n")
 
 
+@app.command("analyze")
+def analyze_command(
+    videos: Annotated[
+        list[str],
+        typer.Argument(
+            help="Video files (mp4, avi, mov, ...), folders of frame images, or folders of either."
+        ),
+    ],
+    out: Annotated[str, typer.Option(help="Output folder: one subfolder per video.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model bundle (a run's OUT/model) that labels each interval."),
+    ] = None,
+    fps: Annotated[
+        float | None,
+        typer.Option(help="Frame rate (required for frame folders; overrides a file's)."),
+    ] = None,
+    video_out: Annotated[
+        bool, typer.Option("--video-out", help="Also write an annotated annotated.mp4.")
+    ] = False,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Analysis setting analyze.KEY=VALUE, e.g. --set analyze.threshold=5 "
+            "(docs/analyze.md lists them; repeatable).",
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="Where the model runs: cpu, cuda, cuda:N.")] = "cpu",
+    quiet: QuietOption = False,
+) -> None:
+    """Spot micro- and macro-expressions in long videos and, with --model, label each one.
+
+    Per video OUT/<name>/: events.csv, frames.csv, timeline.png, event_<n>.png (apex face and
+    its flow), annotated.mp4 with --video-out, analysis.json (written last). A video finished
+    before is not analysed again; one that cannot be read is reported and the others go on.
+    Exits with 1 when any video failed.
+    """
+    from pathlib import Path
+
+    from microexpr.analyze import Analyzer, settings_from
+    from microexpr.analyze.report import analyze_videos
+    from microexpr.analyze.video import video_inputs
+
+    analyzer = Analyzer(model=model, device=device, settings=settings_from(overrides))
+    inputs = video_inputs(videos)
+    result = analyze_videos(inputs, Path(out), analyzer, fps, video_out, _progress(quiet))
+    for path in result.done:
+        events = result.analyses[path].events
+        micro = int((events["type"] == "micro").sum())
+        console.print(
+            f"{path}: {micro} micro, {len(events) - micro} macro",
+            markup=False,
+            highlight=False,
+        )
+        for note in result.analyses[path].notes:
+            console.print(f"  note: {note}", markup=False, highlight=False)
+    for path in result.skipped:
+        console.print(f"{path}: done before, kept", markup=False, highlight=False)
+    for reason in result.failed.values():
+        console.print(f"[red]error:[/red] {reason}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{len(result.done)} analysed, {len(result.skipped)} kept, {len(result.failed)} failed "
+        f"-> {out}",
+        markup=False,
+        highlight=False,
+    )
+    if result.failed:
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo(
     out: Annotated[str, typer.Option(help="Output folder.")] = "runs/demo",
@@ -366,7 +606,9 @@ def demo(
     """The whole pipeline on synthetic flow images the project makes itself (no files needed).
 
     Synthetic clips with planted facial actions -> TV-L1 flow images in the published flat
-    layout -> reader -> STSTNet LOSO -> predictions.csv, metrics.json, report.md.
+    layout -> reader -> STSTNet LOSO -> predictions.csv, metrics.json, report.md; then a
+    synthetic long video with planted expressions, blinks, head drift and flicker, analysed
+    with the model just trained (OUT/analysis/<video>/timeline.png, events.csv).
     """
     from pathlib import Path
 
@@ -386,6 +628,39 @@ def demo(
         train=TrainConfig(epochs=epochs, batch_size=64, lr=1e-3, seed=seed),
     )
     _print_metrics(run_experiment(cfg, out_dir / "result"), f"{out}/result")
+    _demo_long_video(out_dir, seed)
+
+
+def _demo_long_video(out_dir, seed: int) -> None:
+    """The demo's last step: a 10 s synthetic long video (its classes' emotions), spotted and
+    labelled by the model the demo just trained, scored against what was planted."""
+    from microexpr.analyze import Analyzer
+    from microexpr.analyze.report import save_analysis
+    from microexpr.evaluate.spotting import spotting_scores
+    from microexpr.synth.long_videos import (
+        generate_long_videos,
+        long_video_truth,
+        write_long_video,
+    )
+
+    analyzer = Analyzer(model=out_dir / "result" / "model")
+    with console.status("making a synthetic long video"):
+        video = generate_long_videos(1, 1, seed=seed, emotions=analyzer.classes)[0]
+        path = write_long_video(video, out_dir / "long_video" / f"{video.name}.mp4")
+    with console.status(f"analysing {path}"):
+        analysis = analyzer.analyze(path)
+        folder = save_analysis(analysis, out_dir / "analysis" / analysis.video, analyzer)
+    spotted = analysis.events.assign(subject=video.subject_id)
+    scores = spotting_scores(spotted, long_video_truth([video]))
+    hits = scores.matches.dropna(subset=["iou"])
+    right = int((hits["emotion"] == hits["truth_emotion"]).sum())
+    console.print(
+        f"long video {path}: {len(analysis.events)} intervals spotted, {len(video.events)} "
+        f"planted, {len(hits)} found (spotting F1 {scores.table.loc['overall', 'f1']:.2f}), "
+        f"{right} of them labelled right -> {folder / 'timeline.png'}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command("synth")
@@ -414,19 +689,47 @@ def synth(
     truth: Annotated[
         str | None, typer.Option(help="Also write the ground truth to this CSV.")
     ] = None,
+    videos: Annotated[int, typer.Option(help="Long-video layouts: videos per subject.")] = 1,
+    seconds: Annotated[float, typer.Option(help="Long-video layouts: seconds per video.")] = 10.0,
+    micro: Annotated[int, typer.Option(help="Long-video layouts: micro-expressions.")] = 3,
+    macro: Annotated[int, typer.Option(help="Long-video layouts: macro-expressions.")] = 1,
+    distractors: Annotated[
+        str, typer.Option(help="Long-video layouts: comma-separated, or '' for none.")
+    ] = "drift,blink,flicker,noise",
 ) -> None:
     """Synthetic micro-expression clips on real faces, written in a database's own layout.
 
     Layouts: casme2, samm, smic, casme, casme3, mmew, composite, fer2013, ckplus, flow,
-    flow-per-subject.
+    flow-per-subject; long videos (--videos, --seconds, --micro, --macro; the truth CSV in
+    MEGC's columns): casme_sq, samm_lv, casme3_lv.
     """
     import time
 
     import pandas as pd
 
     from microexpr.synth import write_synthetic
+    from microexpr.synth.layouts import LONG_LAYOUTS
 
     start = time.perf_counter()
+    if layout in LONG_LAYOUTS:
+        _synth_long_videos(
+            layout,
+            out,
+            subjects,
+            videos,
+            seconds,
+            size,
+            seed,
+            fps,
+            micro,
+            macro,
+            emotions,
+            faces,
+            distractors,
+            _reader_options(quirk or []),
+            truth,
+        )
+        return
     records = write_synthetic(
         layout,
         out,
@@ -450,6 +753,56 @@ def synth(
     console.print(
         f"{layout}: {len(records)} samples in {out} ({time.perf_counter() - start:.1f} s); "
         f"labels {counts}"
+    )
+
+
+def _synth_long_videos(
+    layout: str,
+    out: str,
+    subjects: int,
+    videos: int,
+    seconds: float,
+    size: int,
+    seed: int,
+    fps: float | None,
+    micro: int,
+    macro: int,
+    emotions: str | None,
+    faces: str | None,
+    distractors: str,
+    quirks: dict,
+    truth: str | None,
+) -> None:
+    """``synth`` for a long-video layout: write it and its truth in MEGC's columns."""
+    import time
+
+    from microexpr.samples import truth_table
+    from microexpr.synth.layouts import write_long_synthetic
+
+    start = time.perf_counter()
+    written = write_long_synthetic(
+        layout,
+        out,
+        subjects,
+        videos,
+        seconds,
+        size,
+        seed,
+        fps,
+        micro,
+        macro,
+        emotions.split(",") if emotions else None,
+        faces,
+        tuple(d for d in distractors.split(",") if d),
+        quirks,
+    )
+    table = truth_table(written)
+    if truth:
+        table.to_csv(truth, index=False)
+    counts = table["type"].value_counts().to_dict()
+    console.print(
+        f"{layout}: {len(written)} videos, {len(table)} events {counts} in {out} "
+        f"({time.perf_counter() - start:.1f} s)"
     )
 
 
@@ -485,6 +838,7 @@ def prepare_command(
         typer.Option("--option", "-o", help="reader option KEY=VALUE (repeatable)"),
     ] = None,
     show: Annotated[int, typer.Option(help="Failures to list.")] = 20,
+    quiet: QuietOption = False,
 ) -> None:
     """Run a preprocessing pipeline over a database, in parallel, cached per sample.
 
@@ -520,7 +874,12 @@ def prepare_command(
         raise typer.BadParameter("no database folder: give PATH or set data.root")
     samples = datasets.load(dataset, path, **reader_options)
     report = prepare(
-        samples, settings, out or default_cache(), workers=workers, retry_failed=retry_failed
+        samples,
+        settings,
+        out or default_cache(),
+        workers=workers,
+        retry_failed=retry_failed,
+        progress=_progress(quiet),
     )
     for sample_id, reason in list(report.failed.items())[:show]:
         console.print(f"failed {sample_id}: {reason}", markup=False, highlight=False)
@@ -536,12 +895,17 @@ def prepare_command(
 
 
 def main() -> None:
-    """Entry point: known data and config errors print one line, not a traceback."""
-    from microexpr.errors import DataError
-
+    """Entry point: everyday faults (bad data or config, a read-only or full disk, a diverged
+    fold) print one line, not a traceback. Every file is written atomically, so none of them
+    leaves a file that blocks the corrected command."""
     try:
         app()
-    except (DataError, FileNotFoundError, KeyError, ValueError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        console.print(f"[red]error:[/red] {message}", highlight=False)
+    except (OSError, KeyError, ValueError, FloatingPointError) as err:
+        if isinstance(err, KeyError) and err.args:
+            message = err.args[0]
+        elif isinstance(err, OSError) and err.strerror and err.filename:
+            message = f"{err.filename}: {err.strerror}"
+        else:
+            message = err
+        console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None

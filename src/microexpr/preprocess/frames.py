@@ -1,12 +1,16 @@
 """Reading a sample's frames, and which of them a recipe uses: its span and its apex.
 
 The one place that decides the span (onset..offset, clamped to the frames on disk) and the
-coded apex inside it, for training, the cache and inference alike.
+coded apex inside it, for training, the cache and inference alike. A frame is a file, or a
+:class:`MemoryFrame` (a decoded video frame) when video analysis runs a pipeline on frames
+it holds in memory; such samples never go through the feature cache.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -16,8 +20,25 @@ from microexpr.errors import DataError
 from microexpr.samples import Sample
 
 
-def read_image(path: Path, gray: bool = False) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class MemoryFrame(os.PathLike):
+    """A BGR uint8 frame held in memory, standing where a frame file would in
+    ``Sample.frames``; ``name`` (e.g. ``talk.mp4 frame 120``) is what error messages show."""
+
+    name: str
+    image: np.ndarray
+
+    def __fspath__(self) -> str:
+        return self.name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def read_image(path: Path | MemoryFrame, gray: bool = False) -> np.ndarray:
     """BGR (or gray) uint8 image; a missing or unreadable file names itself."""
+    if isinstance(path, MemoryFrame):
+        return cv2.cvtColor(path.image, cv2.COLOR_BGR2GRAY) if gray else path.image
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if image is None:
         raise DataError(path, "missing or unreadable image")
