@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Any Ray the tests start stays on loopback (see train/ray_backend.stay_on_loopback).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSITE = REPO.parent / "shared" / "data" / "megc2019_composite"

@@ -1,24 +1,43 @@
-"""Many folds at once: every fold of a LOSO run trained as one stacked network.
+"""Many folds at once: every fold of a LOSO run trained as one stacked STSTNet.
 
-A small flow network on 28x28 images is far too small to keep a CPU or GPU busy one fold
-at a time (the official STSTNet loop spends most of its time in Python and kernel launch
-overhead). Stacking the folds turns 68 tiny steps into one step of reasonable size while
-each fold keeps its own weights, batch-norm statistics, batches and optimiser state, so the
-per-fold computation is that of training the folds one by one.
+A small flow network on 28x28 images is far too small to keep a CPU or GPU busy one fold at
+a time: the official STSTNet loop spends most of its time in framework kernels built for wide
+layers and in kernel launches. Here every fold's step is one column block of a few wide
+matrix products with a closed-form backward pass (``StackedSTSTNet.backprop``), while each
+fold keeps its own initialisation (its fold seed), batches (those ``train_fold``'s loader
+yields, last batch of one dropped), batch-norm statistics, Adam state and dropout draws, so
+the per-fold computation is that of training the folds one by one, up to float rounding.
+
+On a CPU the folds are split over one process per core, one thread each (threads of one
+process spin-wait on each other when the machine is shared); on CUDA each step is replayed
+as a CUDA graph (the step makes no host round trips), so a step costs its kernels' device
+time rather than their launch overhead. docs/speed.md has the measurements.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from microexpr.config import TrainConfig
 from microexpr.inference import torch_device
-from microexpr.models.flow_nets import StackedSTSTNet, ststnet
+from microexpr.models.flow_nets import CONV_SIDE, POOL_SIDE, StackedSTSTNet, conv_patches, ststnet
 from microexpr.protocols import Fold
+
+# Floats of hidden maps per pass on a CPU (samples x 900 x 16 per fold): one sample of 34
+# folds per pass measured fastest (75 us per sample-fold step; 8 samples: 103 us).
+CPU_CHUNK_FLOATS = 2**18
+# Below this many sample-steps summed over folds (about 15 s of work) one process is
+# faster than starting one per core (each worker imports torch afresh).
+PROCESS_MIN_WORK = 200_000
+_MASK32 = 0xFFFFFFFF
 
 
 class FoldAdam:
@@ -27,12 +46,13 @@ class FoldAdam:
     ``torch.optim.Adam`` keeps one step count per tensor; here folds take different numbers
     of steps (a fold with fewer training samples runs out of batches first), so the step
     count, moments and update are per fold, and a fold without samples in a batch is left
-    untouched. The arithmetic is that of ``torch.optim.Adam`` (L2 weight decay).
+    untouched. The arithmetic is that of ``torch.optim.Adam`` (L2 weight decay). Every
+    operation stays on the device, so a step can be captured in a CUDA graph.
     """
 
     def __init__(
         self,
-        params: list[nn.Parameter],
+        params: list[torch.Tensor],
         folds: int,
         lr: float,
         betas: tuple[float, float] = (0.9, 0.999),
@@ -44,21 +64,18 @@ class FoldAdam:
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
         self.steps = torch.zeros(folds, device=params[0].device)
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
     @torch.no_grad()
-    def step(self, active: torch.Tensor) -> None:
-        """One Adam step for the folds where ``active`` (F,) is true."""
+    def step(self, grads: list[torch.Tensor], active: torch.Tensor) -> None:
+        """One Adam step with ``grads`` (one per parameter) for the folds where ``active``."""
         beta1, beta2 = self.betas
         self.steps += active.float()
         steps = self.steps.clamp(min=1)
         bias1, bias2_sqrt = 1 - beta1**steps, (1 - beta2**steps).sqrt()
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+        for p, grad, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
             shape = (-1,) + (1,) * (p.dim() - 1)
             on = active.view(shape)
-            grad = p.grad if self.wd == 0 else p.grad + self.wd * p
+            if self.wd:
+                grad = grad + self.wd * p
             m.copy_(torch.where(on, beta1 * m + (1 - beta1) * grad, m))
             v.copy_(torch.where(on, beta2 * v + (1 - beta2) * grad * grad, v))
             denom = v.sqrt() / bias2_sqrt.view(shape) + self.eps
@@ -66,15 +83,225 @@ class FoldAdam:
             p.sub_(torch.where(on, update, torch.zeros_like(update)))
 
 
-def _padded(index_lists: list[tuple[int, ...]], device: torch.device):
-    """(F, n_max) index matrix padded with 0, plus the (F, n_max) mask of real entries."""
-    longest = max(len(ix) for ix in index_lists)
-    index = torch.zeros(len(index_lists), longest, dtype=torch.long)
-    mask = torch.zeros(len(index_lists), longest, dtype=torch.bool)
-    for i, ix in enumerate(index_lists):
-        index[i, : len(ix)] = torch.tensor(ix, dtype=torch.long)
-        mask[i, : len(ix)] = True
-    return index.to(device), mask.to(device)
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (two multiply-xorshift rounds) of int64 values in [0, 2^32).
+    Both multipliers are below 2^31, so no product leaves int64 on any device."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x2C1B3C6D) & _MASK32
+    return x ^ (x >> 16)
+
+
+class CellDropout:
+    """Dropout multipliers for the pooled cells (the ones STSTNet's dropout sees).
+
+    Each draw is a hash of (fold seed, epoch, batch, sample, cell, channel): a fold's draws
+    do not depend on which folds share its run or on the device, and there is no generator
+    state, so a CUDA graph can replay it (the epoch counter lives on the device). Each 32-bit
+    hash gives four 8-bit uniforms (its bytes, little-endian as every supported device is);
+    a unit is kept when its uniform is at least ``round(rate * 256)``, which is exact for
+    STSTNet's rate 0.5 (other rates are rounded to 1/256).
+    """
+
+    def __init__(self, seeds: list[int], rate: float, num_samples: int, device: torch.device):
+        self.threshold = round(rate * 256)
+        self.scale = 1 / (1 - rate)
+        self.fold_keys = _mix32(torch.tensor(seeds, dtype=torch.long, device=device) & _MASK32)
+        quarter = POOL_SIDE**2 // 4
+        sample = torch.arange(num_samples, device=device)[:, None, None]
+        cell = torch.arange(quarter, device=device)[None, :, None]
+        channel = torch.arange(16, device=device)[None, None, :]
+        self.index = (sample * quarter + cell) * 16 + channel  # (N, 25, 16)
+
+    def __call__(self, ids: torch.Tensor, epoch: torch.Tensor, batch: int) -> torch.Tensor:
+        """(U, 100, F*16) multipliers (0 or 1/(1-rate)) for samples ``ids`` in the given
+        epoch (a device scalar) and batch of it."""
+        keys = _mix32(_mix32(self.fold_keys ^ (epoch & _MASK32)) ^ batch)
+        hashes = _mix32(self.index[ids][:, :, None, :] ^ keys[None, None, :, None])
+        uniform = hashes.view(torch.uint8).view(*hashes.shape, 8)[..., :4]  # the low 4 bytes
+        keep = (uniform >= self.threshold).permute(0, 1, 4, 2, 3)
+        return keep.reshape(len(ids), POOL_SIDE**2, -1).to(torch.float32).mul_(self.scale)
+
+
+def fold_loader(size: int, cfg: TrainConfig, seed: int) -> DataLoader:
+    """The index batches ``train_fold``'s loader yields for ``size`` training samples: the
+    same sampler, generator and last-batch-of-one rule, so the batches are the same."""
+    return DataLoader(
+        range(size),
+        batch_size=cfg.batch_size,
+        shuffle=cfg.shuffle,
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=size > 1 and size % cfg.batch_size == 1,
+    )
+
+
+@dataclass
+class Step:
+    """One stacked step: the samples any fold uses (``ids``) and which fold uses which."""
+
+    ids: torch.Tensor  # (U,) sample indices
+    member: torch.Tensor  # (F, U) float, 1 where the sample is in the fold's batch
+
+
+def epoch_steps(folds: list[Fold], loaders: list[DataLoader], ids: torch.Tensor) -> list[Step]:
+    """This epoch's steps: batch k of every fold together, over the samples ``ids``."""
+    column = {int(i): c for c, i in enumerate(ids.tolist())}
+    batches = [list(loader) for loader in loaders]
+    steps = []
+    for k in range(max(len(b) for b in batches)):
+        member = torch.zeros(len(folds), len(ids))
+        for f, (fold, fold_batches) in enumerate(zip(folds, batches, strict=True)):
+            if k < len(fold_batches):
+                chosen = [column[fold.train[i]] for i in fold_batches[k].tolist()]
+                member[f, chosen] = 1.0
+        steps.append(Step(ids, member))
+    return steps
+
+
+def _only_used(step: Step) -> Step:
+    """The step restricted to the samples some fold uses in it (unshuffled runs, where the
+    folds' batches nearly coincide)."""
+    used = step.member.any(0)
+    return Step(step.ids[used], step.member[:, used])
+
+
+def train_stacked(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    folds: list[Fold],
+    cfg: TrainConfig,
+    num_classes: int,
+    model_kwargs: dict | None = None,
+    progress: bool = True,
+) -> StackedSTSTNet:
+    """One STSTNet per fold (fold-seeded init), all trained at once in this process."""
+    device = torch_device(cfg.device)
+    models = []
+    for fold in folds:
+        torch.manual_seed(fold.seed(cfg.seed))
+        models.append(ststnet(num_classes, images.shape[1], **(model_kwargs or {})))
+    net = StackedSTSTNet(models).to(device)
+    patches, targets = conv_patches(images.to(device)), targets.to(device)
+    seeds = [fold.seed(cfg.seed) for fold in folds]
+    loaders = [fold_loader(len(f.train), cfg, s) for f, s in zip(folds, seeds, strict=True)]
+    everyone = torch.tensor(sorted({i for f in folds for i in f.train}), dtype=torch.long)
+    fixed = None if cfg.shuffle else [_only_used(s) for s in epoch_steps(folds, loaders, everyone)]
+    dropout = CellDropout(seeds, net.drop_rate, len(images), device) if net.drop_rate else None
+    optimizer = FoldAdam(list(net.parameters()), len(folds), cfg.lr, weight_decay=cfg.weight_decay)
+    runner = StepRunner(net, optimizer, dropout, patches, targets, device)
+    for _ in tqdm(range(cfg.epochs), desc=f"{len(folds)} folds", disable=not progress):
+        for k, step in enumerate(fixed or epoch_steps(folds, loaders, everyone)):
+            runner(k, step)
+        runner.epoch += 1
+    return net
+
+
+class StepRunner:
+    """Runs stacked steps: eagerly on a CPU (cache-sized chunks), as CUDA graphs on CUDA.
+
+    A CUDA graph per step position k of the epoch is captured after ``WARMUP`` eager epochs
+    (cuBLAS and the allocator set up there, on a side stream as capture requires) and
+    replayed with the step's samples and member matrix copied into its static inputs.
+    """
+
+    WARMUP = 2
+
+    def __init__(
+        self,
+        net: StackedSTSTNet,
+        optimizer: FoldAdam,
+        dropout: CellDropout | None,
+        patches: torch.Tensor,
+        targets: torch.Tensor,
+        device: torch.device,
+    ):
+        self.net, self.optimizer, self.dropout = net, optimizer, dropout
+        self.patches, self.targets, self.device = patches, targets, device
+        self.graphed = device.type == "cuda"
+        per_sample = CONV_SIDE**2 * net.width
+        self.chunk = len(patches) if self.graphed else max(1, CPU_CHUNK_FLOATS // per_sample)
+        self.hidden = patches.new_empty(2, self.chunk * per_sample)
+        self.epoch = torch.zeros((), dtype=torch.long, device=device)
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor]]] = {}
+        self.eager: dict[int, int] = {}  # eager steps run at each position k
+
+    def __call__(self, k: int, step: Step) -> None:
+        if not self.graphed:
+            self._run(k, self._inputs(step), signed=bool((self.net.bn_weight < 0).any()))
+            return
+        inputs = self._inputs(step)
+        if self.eager.get(k, 0) < self.WARMUP:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._run(k, inputs, signed=True)
+            torch.cuda.current_stream().wait_stream(side)
+            self.eager[k] = self.eager.get(k, 0) + 1
+            return
+        if k not in self.graphs or self.graphs[k][1]["ids"].shape != inputs["ids"].shape:
+            self.graphs[k] = self._capture(k, inputs)
+        graph, static = self.graphs[k]
+        for name, value in inputs.items():
+            static[name].copy_(value)
+        graph.replay()
+
+    def _inputs(self, step: Step) -> dict[str, torch.Tensor]:
+        return {
+            "ids": step.ids.to(self.device, non_blocking=True),
+            "member": step.member.to(self.device, non_blocking=True),
+        }
+
+    def _run(self, batch: int, inputs: dict[str, torch.Tensor], signed: bool) -> None:
+        ids, member = inputs["ids"], inputs["member"]
+        keep = None
+        if self.dropout is not None:
+
+            def keep(rows: slice) -> torch.Tensor:
+                return self.dropout(ids[rows], self.epoch, batch)
+
+        grads, _ = self.net.backprop(
+            self.patches[ids], self.targets[ids], member, keep, self.hidden, self.chunk, signed
+        )
+        self.optimizer.step(grads, member.sum(1) > 0)
+
+    def _capture(self, batch: int, inputs: dict[str, torch.Tensor]):
+        static = {name: value.clone() for name, value in inputs.items()}
+        graph = torch.cuda.CUDAGraph()
+        pool = next(iter(self.graphs.values()))[0].pool() if self.graphs else None
+        with torch.cuda.graph(graph, pool=pool):
+            self._run(batch, static, signed=True)
+        return graph, static
+
+
+@torch.no_grad()
+def predict_stacked(
+    net: StackedSTSTNet, images: torch.Tensor, folds: list[Fold], device: torch.device
+) -> list[np.ndarray]:
+    """Each fold's softmax probabilities on its own test samples, in eval mode."""
+    net.eval()
+    patches = conv_patches(images.to(device))
+    per_sample = CONV_SIDE**2 * net.width
+    chunk = len(patches) if device.type == "cuda" else max(1, CPU_CHUNK_FLOATS // per_sample)
+    probs = torch.softmax(net.logits(patches, chunk), dim=2).cpu().numpy()
+    return [probs[i, list(f.test)] for i, f in enumerate(folds)]
+
+
+def default_processes(device: torch.device, folds: list[Fold], cfg: TrainConfig) -> int:
+    """One process per core on a CPU when the run is long enough to pay for starting them."""
+    if device.type != "cpu" or len(folds) < 2:
+        return 1
+    work = sum(len(f.train) for f in folds) * cfg.epochs
+    if work < PROCESS_MIN_WORK:
+        return 1
+    return min(len(os.sched_getaffinity(0)), len(folds))
+
+
+def split_folds(folds: list[Fold], parts: int) -> list[list[Fold]]:
+    """``parts`` contiguous groups of near-equal size (a fold's result does not depend on the
+    group beyond float rounding; the same split gives the same bits)."""
+    bounds = np.linspace(0, len(folds), parts + 1).round().astype(int)
+    return [list(folds[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
 def train_folds_stacked(
@@ -85,50 +312,48 @@ def train_folds_stacked(
     num_classes: int,
     model_kwargs: dict | None = None,
     progress: bool = True,
+    processes: int | None = None,
 ) -> list[np.ndarray]:
-    """Train one STSTNet per fold, all at once; return each fold's test probabilities."""
+    """Train one STSTNet per fold, all at once; return each fold's test probabilities.
+
+    ``processes``: how many processes share the folds (one thread each); None: one per core
+    on a CPU for a long run (:func:`default_processes`), else this process alone.
+    """
     device = torch_device(cfg.device)
-    models = []
-    for fold in folds:
-        torch.manual_seed(fold.seed(cfg.seed))
-        models.append(ststnet(num_classes, images.shape[1], **(model_kwargs or {})))
-    net = StackedSTSTNet(models).to(device)
-    images, targets = images.to(device), targets.to(device)
-    train_index, train_mask = _padded([f.train for f in folds], device)
-    optimizer = FoldAdam(list(net.parameters()), len(folds), cfg.lr, weight_decay=cfg.weight_decay)
-    generator = torch.Generator(device).manual_seed(folds[0].seed(cfg.seed))
-    net.train()
-    longest = train_index.shape[1]
-    # As train_fold's loader: a last batch of a single sample is dropped each epoch.
-    lengths = train_mask.sum(1)
-    used = lengths - ((lengths > 1) & (lengths % cfg.batch_size == 1)).long()
-    for _ in tqdm(range(cfg.epochs), desc=f"{len(folds)} folds", disable=not progress):
-        if cfg.shuffle:  # each fold shuffles its own samples; padding stays at the end
-            keys = torch.rand(train_mask.shape, generator=generator, device=device)
-            order = torch.where(train_mask, keys, 2.0).argsort(dim=1)
-        else:
-            order = torch.arange(longest, device=device).expand_as(train_index)
-        for start in range(0, longest, cfg.batch_size):
-            cols = order[:, start : start + cfg.batch_size]
-            positions = torch.arange(start, start + cols.shape[1], device=device)
-            index, mask = train_index.gather(1, cols), positions[None, :] < used[:, None]
-            logits = net(images[index], mask, generator)
-            losses = F.cross_entropy(
-                logits.flatten(0, 1), targets[index].flatten(), reduction="none"
-            ).view(mask.shape)
-            per_fold = (losses * mask).sum(1) / mask.sum(1).clamp(min=1)
-            optimizer.zero_grad()
-            per_fold.sum().backward()
-            optimizer.step(mask.any(1))
+    processes = processes or default_processes(device, folds, cfg)
+    if processes > 1:
+        parts = split_folds(folds, processes)
+        return _in_processes(images, targets, parts, cfg, num_classes, model_kwargs, progress)
+    net = train_stacked(images, targets, folds, cfg, num_classes, model_kwargs, progress)
     return predict_stacked(net, images, folds, device)
 
 
-@torch.no_grad()
-def predict_stacked(
-    net: StackedSTSTNet, images: torch.Tensor, folds: list[Fold], device: torch.device
+def _in_processes(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    parts: list[list[Fold]],
+    cfg: TrainConfig,
+    num_classes: int,
+    model_kwargs: dict | None,
+    progress: bool,
 ) -> list[np.ndarray]:
-    """Each fold's softmax probabilities on its own test samples, in eval mode."""
-    net.eval()
-    test_index, _ = _padded([f.test for f in folds], device)
-    probs = torch.softmax(net(images[test_index]), dim=2).cpu().numpy()
-    return [probs[i, : len(f.test)] for i, f in enumerate(folds)]
+    """Each part of the folds in its own spawned process with one thread."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        len(parts), mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
+    ) as pool:
+        jobs = [
+            pool.submit(
+                train_folds_stacked,
+                images,
+                targets,
+                part,
+                cfg,
+                num_classes,
+                model_kwargs,
+                progress and i == 0,
+                1,
+            )
+            for i, part in enumerate(parts)
+        ]
+        return [probs for job in jobs for probs in job.result()]
