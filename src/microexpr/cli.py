@@ -374,14 +374,19 @@ def sweep_command(
     ] = 3,
     max_folds: MaxFoldsOption = None,
     cache: CacheOption = None,
+    backend: Annotated[
+        str,
+        typer.Option(help="ray (a Ray Tune trial per candidate) or local (in turn, no Ray)."),
+    ] = "ray",
     address: AddressOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Choose among config overrides by nested selection with Ray Tune: each candidate is
-    scored (UF1) on inner leave-subjects-out splits of every outer fold's training subjects,
-    never on a test subject; each outer fold's chosen setting is then trained on all its
-    training subjects and scored once on its test subject. Writes the pooled report and
-    sweep.json (every candidate's inner scores and each fold's choice)."""
+    """Choose among config overrides by nested selection (Ray Tune, or locally): each
+    candidate is scored (UF1) on inner leave-subjects-out splits of every outer fold's
+    training subjects, never on a test subject; each outer fold's chosen setting is then
+    trained on all its training subjects and scored once on its test subject. Writes the
+    pooled report and sweep.json (every candidate's inner scores and each fold's choice).
+    The same selection runs inside `train` when the config sets protocol.inner."""
     from pathlib import Path
 
     from microexpr.config import load_config
@@ -398,6 +403,7 @@ def sweep_command(
         cache=cache,
         address=address,
         progress=_progress(quiet),
+        backend=_backend(backend),
     )
     _print_metrics(metrics, out)
 
@@ -892,6 +898,13 @@ def prepare_command(
         markup=False,
         highlight=False,
     )
+
+
+# `microexpr serve` (docs/serve.md). serve/command.py imports only typer, so registering it here
+# keeps `microexpr --help` fast; FastAPI, uvicorn and the analysis load when the command runs.
+from microexpr.serve.command import serve_command  # noqa: E402
+
+app.command("serve")(serve_command)
 
 
 def main() -> None:
