@@ -208,3 +208,49 @@ def test_cuda_gives_the_cpu_flow():
         gpu = tvl1_batch(first, second, device="cuda", **params)
         for a, b in zip(cpu, gpu, strict=True):
             assert epe(a, b) < 2e-3, params
+
+
+def _pairs(n: int, size: int = 32) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    pairs = [moved_pair("smooth", seed, size)[:2] for seed in range(n)]
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def test_flow_pairs_on_the_cpu_is_opencv_pair_by_pair(monkeypatch):
+    from microexpr.preprocess import flow
+
+    monkeypatch.setattr(flow, "_cuda_available", lambda: False)
+    firsts, seconds = _pairs(3)
+    expected = np.stack([flow.tvl1(a, b) for a, b in zip(firsts, seconds, strict=True)])
+    np.testing.assert_array_equal(flow.flow_pairs(firsts, seconds, device="auto"), expected)
+    np.testing.assert_array_equal(flow.flow_pairs(firsts, seconds, device="cpu"), expected)
+
+
+def test_flow_pairs_batches_tvl1_on_a_gpu_and_nothing_else(monkeypatch):
+    from microexpr.preprocess import flow
+
+    calls = []
+
+    def batch(prev, nxt, device):
+        calls.append((prev.shape, device))
+        return np.zeros((*prev.shape, 2), np.float32)
+
+    monkeypatch.setattr(flow, "_cuda_available", lambda: True)
+    monkeypatch.setattr(tvl1_torch, "tvl1_batch", batch)
+    firsts, seconds = _pairs(4, 16)
+    assert flow.flow_pairs(firsts, seconds).shape == (4, 16, 16, 2)
+    assert calls == [((4, 16, 16), "cuda")]  # one batch for all pairs
+    flow.flow_pairs(firsts, seconds, method="farneback")  # auto: farneback stays on the CPU
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="only tvl1 runs on cuda"):
+        flow.flow_pairs(firsts, seconds, method="farneback", device="cuda")
+
+
+def test_flow_sequence_goes_through_flow_pairs_unchanged(monkeypatch):
+    from microexpr.preprocess import flow
+
+    monkeypatch.setattr(flow, "_cuda_available", lambda: False)
+    firsts, seconds = _pairs(1)
+    frames = [firsts[0], seconds[0], firsts[0]]
+    maps = flow.flow_sequence(frames)
+    for i, frame in enumerate(frames[1:]):
+        np.testing.assert_array_equal(maps[i, ..., :2], flow.tvl1(frames[0], frame))

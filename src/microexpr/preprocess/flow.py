@@ -1,7 +1,8 @@
 """Optical flow between frames, optical strain, and the u/v/strain encodings models read.
 
 Flow is OpenCV's: Dual TV-L1 (contrib ``cv2.optflow``), the method STSTNet, Off-ApexNet and
-most flow-based micro-expression code use, and Farneback as a fast alternative. Arrays are
+most flow-based micro-expression code use, and Farneback as a fast alternative; many pairs of
+one size at once (:func:`flow_pairs`) run the batched PyTorch Dual TV-L1 on a CUDA GPU. Arrays are
 (H, W, 2) float32 with ``flow[..., 0]`` = u (rightwards) and ``flow[..., 1]`` = v (downwards),
 in pixels, mapping the first frame onto the second.
 """
@@ -67,6 +68,40 @@ def compute_flow(prev: np.ndarray, nxt: np.ndarray, method: str = "tvl1", **para
     return FLOW_METHODS.get(method)(prev, nxt, **params)
 
 
+def flow_pairs(
+    prevs: Sequence[np.ndarray],
+    nexts: Sequence[np.ndarray],
+    method: str = "tvl1",
+    device: str = "auto",
+) -> np.ndarray:
+    """(N, H, W, 2) flows from ``prevs[i]`` to ``nexts[i]`` (frames of one size), defaults of
+    ``method``.
+
+    ``device``: ``cpu`` runs OpenCV one pair at a time; a CUDA device runs Dual TV-L1 as one
+    batch in PyTorch (``tvl1_torch``, OpenCV's algorithm and defaults); ``auto`` takes CUDA
+    when there is a GPU and the method is ``tvl1``. On a CPU the batched version is no faster
+    than OpenCV (BENCHMARKS.md, "Dual TV-L1"), so it is never chosen there.
+    """
+    if len(prevs) != len(nexts):
+        raise ValueError(f"{len(prevs)} first frames for {len(nexts)} second frames")
+    if device == "auto":
+        device = "cuda" if method == "tvl1" and _cuda_available() else "cpu"
+    if device != "cpu" and prevs:
+        if method != "tvl1":
+            raise ValueError(f"only tvl1 runs on {device}; {method} runs on the cpu")
+        from microexpr.preprocess.tvl1_torch import tvl1_batch
+
+        return tvl1_batch(np.stack(prevs), np.stack(nexts), device)
+    method_fn = FLOW_METHODS.get(method)
+    return np.stack([method_fn(a, b) for a, b in zip(prevs, nexts, strict=True)])
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def optical_strain(flow: np.ndarray) -> np.ndarray:
     """Strain magnitude sqrt(u_x^2 + v_y^2 + 0.5 (u_y + v_x)^2) per pixel, float32.
 
@@ -122,16 +157,22 @@ def flow_sequence(
 
     ``onset``: flow from ``frames[0]`` to each later frame (displacement so far, which peaks
     at the apex); ``previous``: flow between consecutive frames (velocity). ``size`` resizes
-    each map by area averaging. Values stay in pixels; clip models normalise them.
+    each map by area averaging. Values stay in pixels; clip models normalise them. Without
+    ``params`` the pairs go to :func:`flow_pairs` together (one batch on a GPU).
     """
     if len(frames) < 2:
         raise ValueError("a flow sequence needs at least 2 frames")
     if reference not in ("onset", "previous"):
         raise ValueError(f"reference must be 'onset' or 'previous', not {reference!r}")
+    starts = [frames[0] if reference == "onset" else frames[i - 1] for i in range(1, len(frames))]
+    if params:  # OpenCV's keywords: one pair at a time
+        flows = [
+            compute_flow(a, b, method, **params) for a, b in zip(starts, frames[1:], strict=True)
+        ]
+    else:
+        flows = flow_pairs(starts, list(frames[1:]), method)
     out = []
-    for i in range(1, len(frames)):
-        start = frames[0] if reference == "onset" else frames[i - 1]
-        flow = compute_flow(start, frames[i], method, **params)
+    for flow in flows:
         stack = np.dstack([flow, optical_strain(flow)]).astype(np.float32)
         if size is not None and stack.shape[:2] != (size, size):
             stack = cv2.resize(stack, (size, size), interpolation=cv2.INTER_AREA)
