@@ -79,8 +79,9 @@ def flow_pairs(
 
     ``device``: ``cpu`` runs OpenCV one pair at a time; a CUDA device runs Dual TV-L1 as one
     batch in PyTorch (``tvl1_torch``, OpenCV's algorithm and defaults); ``auto`` takes CUDA
-    when there is a GPU and the method is ``tvl1``. On a CPU the batched version is no faster
-    than OpenCV (BENCHMARKS.md, "Dual TV-L1"), so it is never chosen there.
+    when there is a GPU and the method is ``tvl1``. On a CPU the batched version is slower
+    than OpenCV on 28 px faces, at most 1.6x faster on 224 px with one thread and 3-6x
+    slower with two (BENCHMARKS.md, "Dual TV-L1"), so ``auto`` keeps OpenCV there.
     """
     if len(prevs) != len(nexts):
         raise ValueError(f"{len(prevs)} first frames for {len(nexts)} second frames")
