@@ -18,9 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Scaling = Literal["raw", "unit", "imagenet", "flow_max"]
-InputKind = Literal["flow_image", "apex_image", "image", "clip", "flow_clip"]
+InputKind = Literal["flow_image", "apex_image", "image", "clip", "flow_clip", "flow_regions"]
 ResampleMethod = Literal["linear", "tim"]
-PipelineName = Literal["flow_image", "apex_face", "face_clip", "flow_clip"]
+PipelineName = Literal["flow_image", "apex_face", "face_clip", "flow_clip", "flow_regions"]
 
 
 class ConfigError(ValueError):
@@ -50,8 +50,9 @@ class ModelConfig(_Strict):
     scaling: Scaling | None = None
     weights: str | None = None  # local file of pretrained weights (never downloaded)
     # What a 2-D model reads, in place of the kind it is registered with: e.g. the flow
-    # images for a face model (apex_image) or the apex faces for a flow model.
-    input_kind: Literal["flow_image", "apex_image", "image"] | None = None
+    # images for a face model (apex_image) or the apex faces for a flow model; flow_regions
+    # is HTNet's four-region mosaic of the flow image.
+    input_kind: Literal["flow_image", "apex_image", "image", "flow_regions"] | None = None
 
 
 class PreprocessConfig(BaseModel):
@@ -78,7 +79,9 @@ class PreprocessConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pipeline: Literal["auto", "none", "flow_image", "apex_face", "face_clip", "flow_clip"] = "auto"
+    pipeline: Literal[
+        "auto", "none", "flow_image", "apex_face", "face_clip", "flow_clip", "flow_regions"
+    ] = "auto"
     size: int | None = Field(None, ge=8)
     align: Literal["landmarks", "none"] = "landmarks"
     face_size: int = Field(128, ge=16)
@@ -168,6 +171,11 @@ class TrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     augment: AugmentConfig | None = None  # random training-batch augmentation
     plateau: PlateauConfig | None = None  # LR drop on a validation split of the training data
+    # Diagnostic, not a result (docs/peers.md): every N-th epoch (and the last) also score the
+    # fold's test samples and keep those probabilities (OUT/folds/<fold>.epochs.csv), so the
+    # report can show what per-subject best-epoch selection would have printed. 0 = off. The
+    # honest predictions are the same bits either way; it needs the per-fold engine.
+    record_epochs: int = Field(0, ge=0)
 
     @field_validator("device")
     @classmethod
@@ -177,9 +185,34 @@ class TrainConfig(_Strict):
         return value
 
 
+# Sections an inner selection may not change: they decide which samples and folds there are,
+# which every candidate's scores must share.
+FIXED_SECTIONS = ("data", "protocol")
+
+
+class InnerConfig(_Strict):
+    """Nested selection (train/sweep.py): every combination of ``grid`` (config keys -> values
+    to try) is scored by its pooled UF1 on ``folds`` leave-subjects-out splits of each outer
+    fold's training subjects; the best is trained on all of them and scores the test once."""
+
+    folds: int = Field(3, ge=2)
+    grid: dict[str, list] = Field(min_length=1)
+
+    @field_validator("grid")
+    @classmethod
+    def _sweepable(cls, grid: dict[str, list]) -> dict[str, list]:
+        for key, values in grid.items():
+            if key.split(".")[0] in FIXED_SECTIONS:
+                raise ValueError(f"{key}: an inner selection cannot change {key.split('.')[0]}")
+            if not values:
+                raise ValueError(f"{key}: no values to try")
+        return grid
+
+
 class ProtocolConfig(_Strict):
     name: str = "loso"
     options: dict = Field(default_factory=dict)
+    inner: InnerConfig | None = None  # nested selection inside each outer fold's training
 
 
 class ExperimentConfig(_Strict):

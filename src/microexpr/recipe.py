@@ -29,7 +29,11 @@ PIPELINE_FOR_KIND = {
     "image": "apex_face",
     "clip": "face_clip",
     "flow_clip": "flow_clip",
+    "flow_regions": "flow_regions",
 }
+# What a pipeline can start from, where that is more than a reader's clips of frames:
+# HTNet's regions also come from a flow-image reader's flow image and apex face.
+PIPELINE_SOURCES: dict[str, tuple[Provides, ...]] = {"flow_regions": ("clips", "flow_images")}
 # Input kinds a reader's files already are, needing no preprocessing.
 READY_KINDS: dict[Provides, tuple[str, ...]] = {
     "clips": (),
@@ -41,7 +45,7 @@ READY_KINDS: dict[Provides, tuple[str, ...]] = {
 def resolve(cfg: ExperimentConfig) -> Plan:
     """The Plan of ``cfg``; raises ConfigError (naming the key) for anything that cannot run."""
     reader = _named("data.name", datasets.READERS.get, cfg.data.name)
-    check_options(reader.read, cfg.data.options, "data.options", positional=1)
+    check_options(reader.read, cfg.data.options, "data.options", positional=1, fixed=("report",))
     taxonomy = _named("data.taxonomy", labels.get, cfg.data.taxonomy)
     entry = _named("model.name", models.info, cfg.model.name)
     spec = input_spec(entry.input, cfg)
@@ -50,6 +54,8 @@ def resolve(cfg: ExperimentConfig) -> Plan:
     if spec.is_clip:  # a 3-D model is sized by its clip
         model_options = {"num_frames": clip.num_frames, "input_size": spec.size, **model_options}
     _check_model(cfg.model.name, len(taxonomy.classes), spec.in_chans, model_options)
+    if cfg.model.input_size is not None:  # the declared size is known to fit its model
+        _check_input_size(cfg.model.name, len(taxonomy.classes), spec, model_options)
     _check_loss(cfg.train, len(taxonomy.classes))
     protocol = _named("protocol.name", PROTOCOLS.get, cfg.protocol.name)
     check_options(protocol, cfg.protocol.options, "protocol.options", positional=1)
@@ -100,12 +106,11 @@ def preprocess_for(
                 f"{provides} as they are"
             )
         return None
-    if provides != "clips":
-        raise ConfigError(
-            f"preprocess.pipeline: {cfg.pipeline} needs clips of frames; this reader gives "
-            f"{provides}"
-        )
     pipeline = PIPELINE_FOR_KIND[spec.kind] if cfg.pipeline == "auto" else cfg.pipeline
+    if provides not in PIPELINE_SOURCES.get(pipeline, ("clips",)):
+        raise ConfigError(
+            f"preprocess.pipeline: {pipeline} needs clips of frames; this reader gives {provides}"
+        )
     update: dict = {"pipeline": pipeline, "size": cfg.size or spec.size}
     if spec.is_clip:
         # A model that reads a random window of a longer clip gets the whole span.
@@ -139,28 +144,31 @@ def resolve_device(name: str) -> str:
 
 def supports_stacking(model_name: str, cfg: TrainConfig) -> bool:
     """The stacked engine implements STSTNet with Adam and cross-entropy (its recipe), without
-    augmentation or a plateau schedule."""
+    augmentation, a plateau schedule or the per-epoch test recording (``record_epochs``, a
+    per-fold diagnostic: ``auto`` then trains one fold at a time)."""
     return (
         model_name == "ststnet"
         and cfg.optimizer == "adam"
         and cfg.loss == "cross_entropy"
         and cfg.augment is None
         and cfg.plateau is None
+        and cfg.record_epochs == 0
     )
 
 
 def _engine(cfg: ExperimentConfig, train: TrainConfig) -> str:
-    """Stacking pays on a GPU (one launch-bound step for all folds); on a CPU the folds'
-    convolutions cost the same either way and one fold at a time is faster (BENCHMARKS.md)."""
+    """``auto`` stacks whenever the recipe allows: measured faster on both devices
+    (docs/speed.md: 16.5x one fold at a time on the shared 2-core CPU; on an H100 the
+    stacked engine ran the whole composite LOSO in 35 s, BENCHMARKS.md)."""
     stackable = supports_stacking(cfg.model.name, train)
     if cfg.engine == "stacked":
         if not stackable:
             raise ConfigError(
-                "engine: stacked runs ststnet with Adam and cross-entropy, no augmentation or "
-                "plateau schedule"
+                "engine: stacked runs ststnet with Adam and cross-entropy, no augmentation, "
+                "plateau schedule or train.record_epochs"
             )
         return "stacked"
-    if cfg.engine == "auto" and stackable and train.device.startswith("cuda"):
+    if cfg.engine == "auto" and stackable:
         return "stacked"
     return "per_fold"
 
@@ -195,6 +203,21 @@ def _check_model(name: str, num_classes: int, in_chans: int, options: dict) -> N
         models.create(name, num_classes=num_classes, in_chans=in_chans, **options)
     except TypeError as err:
         raise ConfigError(f"model.options: {name} does not take these options ({err})") from None
+
+
+def _check_input_size(name: str, num_classes: int, spec: InputSpec, options: dict) -> None:
+    """One zero input of the configured size through the model, so a size below what its
+    layers need fails here naming the key, not as a shape error in the first fold."""
+    model = models.create(name, num_classes=num_classes, in_chans=spec.in_chans, **options)
+    frames = (spec.num_frames or 1,) if spec.is_clip else ()
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, spec.in_chans, *frames, spec.size, spec.size))
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            f"model.input_size: {name} cannot take {spec.size} x {spec.size} inputs ({reason})"
+        ) from None
 
 
 def _check_loss(train: TrainConfig, num_classes: int) -> None:

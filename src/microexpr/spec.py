@@ -12,7 +12,9 @@ CLIP_KINDS = ("clip", "flow_clip")
 
 class InputSpec(BaseModel):
     """kind: ``flow_image`` (u/v/strain image), ``apex_image`` (a face, the apex frame),
-    ``image`` (a still face image), ``clip`` (frames) or ``flow_clip`` (flow maps over time).
+    ``image`` (a still face image), ``clip`` (frames), ``flow_clip`` (flow maps over time) or
+    ``flow_regions`` (the flow image's eye and mouth-corner regions placed by the apex face's
+    landmarks, tiled 2 x 2: HTNet's input).
     size: side in pixels. in_chans: channels (1 = gray). scaling: ``raw`` 0..255, ``unit``
     0..1, ``imagenet`` ImageNet mean/std (BGR order), ``flow_max`` u/v over their largest
     magnitude and strain over its largest value, per clip. num_frames: clip length."""

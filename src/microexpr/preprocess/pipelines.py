@@ -11,7 +11,9 @@ Optionally the motion is magnified. Then:
 * ``apex_face``: the aligned apex face (seed 002's input; seed 000's with ``region="mouth"``);
 * ``face_clip``: the aligned clip, resampled to ``num_frames`` when set (seed 003's input);
 * ``flow_clip``: flow from the onset (or previous frame) over the clip resampled to
-  ``num_frames + 1`` frames -> ``num_frames`` u/v/strain maps in pixels (seed 004's input).
+  ``num_frames + 1`` frames -> ``num_frames`` u/v/strain maps in pixels (seed 004's input);
+* ``flow_regions``: HTNet's input, the flow image's four landmark-centred regions (eyes,
+  mouth corners) tiled 2 x 2; it also starts from a reader's flow image and apex face.
 
 The apex is the coded one when there is one (``use_coded_apex``), else spotted by
 ``apex_method``: ``region_difference`` (seed 002's region difference function),
@@ -31,7 +33,7 @@ import numpy as np
 from microexpr.config import PreprocessConfig
 from microexpr.errors import DataError
 from microexpr.preprocess import faces, flow, magnify, spotting, temporal
-from microexpr.preprocess.frames import coded_apex, read_image, span_of
+from microexpr.preprocess.frames import coded_apex, read_image, span_of, still_frame
 from microexpr.registry import Registry
 from microexpr.samples import Sample
 
@@ -40,7 +42,16 @@ DEFAULT_SIZE: dict[str, int] = {
     "apex_face": 224,
     "face_clip": 128,
     "flow_clip": 112,
+    "flow_regions": 28,
 }
+# HTNet's four region centres on iBUG-68 landmarks, image left to right, eyes then mouth
+# corners (its public code takes MTCNN's eyes and mouth corners): the mosaic's quadrants.
+REGION_CENTRES: tuple[tuple[int, ...], ...] = (
+    tuple(range(36, 42)),  # image-left eye (the subject's right), its centre
+    tuple(range(42, 48)),  # image-right eye
+    (48,),  # image-left mouth corner
+    (54,),  # image-right mouth corner
+)
 
 
 def resolve_preprocess(config: PreprocessConfig) -> PreprocessConfig:
@@ -147,15 +158,20 @@ def _resize_face(face: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     return faces.crop_box(face, (0, 0, config.face_size, config.face_size), config.size)
 
 
-def flow_image_pipeline(sample: Sample, config: PreprocessConfig) -> dict[str, np.ndarray]:
-    """u/v/strain image (uint8, BGR order u, v, strain) of onset -> apex motion."""
+def _onset_apex_flow(sample: Sample, config: PreprocessConfig) -> tuple[AlignedClip, dict]:
+    """The aligned key frames and the ``flow_image`` pipeline's arrays."""
     first, last = span_of(sample, config.span)
     if last <= first:
         raise DataError(sample.frames[first], "flow needs an onset and a later apex frame")
     clip = key_frames(sample, config)
     apex = apex_position(clip, sample, config)
     image = flow.flow_image(clip.frames[0], clip.frames[apex], config.size, config.flow_method)
-    return {"image": image, "onset": np.int64(first), "apex": np.int64(clip.indices[apex])}
+    return clip, {"image": image, "onset": np.int64(first), "apex": np.int64(clip.indices[apex])}
+
+
+def flow_image_pipeline(sample: Sample, config: PreprocessConfig) -> dict[str, np.ndarray]:
+    """u/v/strain image (uint8, BGR order u, v, strain) of onset -> apex motion."""
+    return _onset_apex_flow(sample, config)[1]
 
 
 def apex_face_pipeline(sample: Sample, config: PreprocessConfig) -> dict[str, np.ndarray]:
@@ -206,12 +222,63 @@ def flow_clip_pipeline(sample: Sample, config: PreprocessConfig) -> dict[str, np
     return {"flow": maps.astype(np.float16)}
 
 
+def region_centres(landmarks: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """(4, 2) x, y of HTNet's region centres (``REGION_CENTRES``), landmarks scaled to the
+    flow image by ``scale_x`` and ``scale_y``."""
+    marks = np.asarray(landmarks, np.float64)
+    centres = np.array([marks[list(points)].mean(axis=0) for points in REGION_CENTRES])
+    return (centres * (scale_x, scale_y)).astype(np.float32)
+
+
+def region_mosaic(image: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The four (side / 2)-square crops of ``image`` around ``centres``, tiled 2 x 2 in
+    their order (top: eyes, bottom: mouth corners) into an image of the same side.
+
+    As HTNet's public code, a centre is truncated to whole pixels and clamped to
+    [side / 4, 3 side / 4], so every crop lies inside the image. (That code indexes rows
+    with the x coordinate; rows here are y, as its paper describes the regions.)
+    """
+    side = image.shape[0]
+    half = side // 4
+    crops = []
+    for x, y in np.clip(centres.astype(int), half, side - half):
+        crops.append(image[y - half : y + half, x - half : x + half])
+    return np.vstack([np.hstack(crops[:2]), np.hstack(crops[2:])])
+
+
+def flow_regions_pipeline(sample: Sample, config: PreprocessConfig) -> dict[str, np.ndarray]:
+    """HTNet's region mosaic (uint8, ``size`` square) and its ``centres`` (x, y in pixels of
+    the ``size`` flow image).
+
+    A sample with a flow image (``path``: the flow-image reader) uses that image and the
+    landmarks of its still apex face, both scaled to ``size`` (the two are crops of the same
+    face, as in the MEGC2019 composite); a clip gets the ``flow_image`` pipeline's flow of
+    the aligned face and the aligned landmarks.
+    """
+    if sample.path is not None:
+        image = read_image(sample.path)
+        if image.shape[:2] != (config.size, config.size):
+            image = cv2.resize(image, (config.size, config.size), interpolation=cv2.INTER_AREA)
+        face = read_image(still_frame(sample))
+        landmarks = faces.detect_landmarks(face, config.upsample)
+        if landmarks is None:
+            raise DataError(still_frame(sample), "no face found (HTNet's regions need one)")
+        scale = (config.size / face.shape[1], config.size / face.shape[0])
+        centres = region_centres(landmarks, *scale)
+        return {"image": region_mosaic(image, centres), "centres": centres}
+    clip, arrays = _onset_apex_flow(sample, config)
+    scale = config.size / config.face_size
+    centres = region_centres(landmarks_of(clip, config), scale, scale)
+    return {**arrays, "image": region_mosaic(arrays["image"], centres), "centres": centres}
+
+
 Pipeline = Callable[[Sample, PreprocessConfig], dict[str, np.ndarray]]
 PIPELINES: Registry[Pipeline] = Registry("pipeline")
 PIPELINES.add("flow_image", flow_image_pipeline)
 PIPELINES.add("apex_face", apex_face_pipeline)
 PIPELINES.add("face_clip", face_clip_pipeline)
 PIPELINES.add("flow_clip", flow_clip_pipeline)
+PIPELINES.add("flow_regions", flow_regions_pipeline)
 
 
 def run_pipeline(sample: Sample, config: PreprocessConfig) -> dict[str, np.ndarray]:

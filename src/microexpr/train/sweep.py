@@ -112,13 +112,15 @@ class Candidate:
         return fold
 
 
-def inner_scores(candidate: Candidate, outer: list[Fold], splits: int) -> dict[str, float]:
+def inner_scores(
+    candidate: Candidate, outer: list[Fold], splits: int, processes: int | None = 1
+) -> dict[str, float]:
     """A candidate's pooled inner UF1 for every outer fold: trained and scored on inner splits
     of that fold's training subjects only (``fold.test`` is never touched here)."""
     samples = candidate.inputs.samples
     inner = {fold.name: inner_folds(fold, samples, splits) for fold in outer}
     flat = [candidate.ordered(f) for folds in inner.values() for f in folds]
-    probs = iter(candidate.fit_predict()(flat))
+    probs = iter(candidate.fit_predict(processes)(flat))
     result = {}
     for name, folds in inner.items():
         y_true, y_pred = [], []
@@ -202,7 +204,10 @@ def run_sweep(
     scored = outer + ([Fold(FINAL_FOLD, tuple(range(len(samples))), ())] if save_model else [])
 
     out_dir = Path(out_dir)
-    config = record_config if record_config is not None else base
+    if record_config is None:  # written as the protocol.inner it amounts to, so a folder
+        inner_as_config = {"folds": inner_folds, "grid": grid}  # of another grid is refused
+        record_config = {**base, "protocol": {**base["protocol"], "inner": inner_as_config}}
+    config = record_config
     _check_config(out_dir, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomicio.write_text(out_dir / "config.json", json.dumps(config, indent=2))
@@ -219,7 +224,7 @@ def run_sweep(
     elif backend == "ray":
         inner = _tune(base, settings, scored, inner_folds, cache, address, out_dir)
     else:
-        inner = [inner_scores(c, scored, inner_folds) for c in built]
+        inner = [inner_scores(c, scored, inner_folds, processes=None) for c in built]
     chosen = {
         fold.name: max(range(len(settings)), key=lambda c: (inner[c][fold.name], -c))
         for fold in scored

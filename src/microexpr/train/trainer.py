@@ -1,4 +1,11 @@
-"""Train one model on one fold with a fixed schedule: nothing here ever sees the test fold."""
+"""Train one model on one fold with a fixed schedule: nothing here ever sees the test fold.
+
+A loss that turns NaN or infinite stops the fold (:class:`NonFiniteLossError`, naming the
+fold, epoch and step) instead of training on garbage for hundreds of epochs. Each step's loss
+is copied into a small buffer on the training device and the buffer is read once per epoch:
+one host sync per epoch rather than one per step, which on CUDA would stall the queue of
+launched kernels every step. A diverged fold thus runs at most one epoch too long.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,35 @@ from microexpr.losses import create_loss
 from microexpr.train.augment import augment_batch
 from microexpr.train.cuda_graphs import GraphedStep
 from microexpr.train.schedule import validation_split
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names fold, epoch and step."""
+
+
+class LossWatch:
+    """Every step's loss kept on its device; :meth:`check` reads one epoch's at once."""
+
+    def __init__(self, steps: int, device: torch.device, fold: str, epochs: int):
+        self.losses = torch.zeros(max(steps, 1), device=device)
+        self.steps, self.fold, self.epochs = steps, fold, epochs
+
+    def record(self, step: int, loss: torch.Tensor | None) -> None:
+        if loss is not None:  # a replayed CUDA graph returns no loss to watch
+            self.losses[step] = loss.detach().float()
+
+    def check(self, epoch: int) -> None:
+        """Raise for the epoch's first non-finite loss (one host sync)."""
+        finite = torch.isfinite(self.losses[: self.steps])
+        if bool(finite.all()):
+            return
+        step = int((~finite).nonzero()[0])
+        value = float(self.losses[step])
+        raise NonFiniteLossError(
+            f"fold {self.fold}: training loss is {value} at epoch {epoch + 1} of {self.epochs}, "
+            f"step {step + 1} of {self.steps}; the fold is stopped (lower train.lr, or look "
+            "for NaN or infinite values in the inputs)"
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -54,12 +90,17 @@ def train_fold(
     progress: bool = True,
     desc: str = "train",
     groups: Sequence | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> nn.Module:
     """Run the fixed schedule on the training data and return the trained model.
 
     ``criterion`` lets a caller pass a loss with its own parameters (learnable centres), in
     which case those parameters are optimised too. ``groups`` (subject of each training
     sample) makes ``cfg.plateau``'s validation split hold out whole subjects.
+    ``on_epoch(epoch, model)`` is called after every ``cfg.record_epochs``-th epoch and the last
+    (the leakage diagnostic); it runs under a forked RNG with the model restored to training
+    mode afterwards, so whatever it does (a DataLoader draws a seed from the global
+    generator) leaves the training run, and so the final model, bit for bit the same.
     """
     device = torch_device(cfg.device)
     seed_everything(cfg.seed)
@@ -110,12 +151,23 @@ def train_fold(
         )
     else:
         step = eager_step(model, criterion, optimizer, cfg.augment, device, use_amp)
-    for _ in tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False):
-        for x, y in loader:
-            step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+    watch = LossWatch(len(loader), device, desc, cfg.epochs)
+    for epoch in tqdm(range(cfg.epochs), desc=desc, disable=not progress or None, leave=False):
+        for i, (x, y) in enumerate(loader):
+            watch.record(i, step(x.to(device, non_blocking=True), y.to(device, non_blocking=True)))
+        watch.check(epoch)
         if scheduler is not None:
             scheduler.step(_mean_loss(model, criterion, val_set, cfg.batch_size, device, use_amp))
+        if on_epoch is not None and recorded_epoch(epoch, cfg.epochs, cfg.record_epochs):
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                on_epoch(epoch, model)
+            model.train()
     return model
+
+
+def recorded_epoch(epoch: int, epochs: int, every: int) -> bool:
+    """Whether the diagnostic records (0-based) ``epoch``: every ``every``-th, and the last."""
+    return every > 0 and ((epoch + 1) % every == 0 or epoch + 1 == epochs)
 
 
 def eager_step(
@@ -125,11 +177,12 @@ def eager_step(
     augment: AugmentConfig | None,
     device: torch.device,
     use_amp: bool,
-) -> Callable[[torch.Tensor, torch.Tensor], None]:
-    """One training step per call: float16 autocast with loss scaling when ``use_amp``."""
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """One training step per call, returning its loss (on the device, not synced): float16
+    autocast with loss scaling when ``use_amp``."""
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if augment is not None:
             x = augment_batch(x, augment)
         optimizer.zero_grad(set_to_none=True)
@@ -138,6 +191,7 @@ def eager_step(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        return loss
 
     return step
 
