@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from microexpr import datasets, models
 from microexpr.cli import app
 from microexpr.config import DataConfig, ExperimentConfig, TrainConfig
+from microexpr.datasets.problems import Report
 from microexpr.errors import DataError
 from microexpr.evaluate.metrics import scores
 from microexpr.inference import predict_proba
@@ -234,7 +235,11 @@ def test_missing_image_names_file_and_row(flat_set):
     with pytest.raises(
         DataError, match=r"combined_3_class2_for_optical_flow\.csv, row 6: flow image"
     ):
-        datasets.load("flow_images", flat_set.parent)
+        datasets.load("flow_images", flat_set.parent, on_error="raise")
+    report = Report()  # the default, on_error="skip": that row alone is left out, named
+    kept = datasets.load("flow_images", flat_set.parent, report=report)
+    assert len(kept) == len(table) - 1
+    assert [(p.file.name, p.row) for p in report.errors] == [(flat_set.name, 6)]
 
 
 def test_unknown_label_names_file_and_row(flat_set):
@@ -242,7 +247,10 @@ def test_unknown_label_names_file_and_row(flat_set):
     table.loc[2, "label"] = "7"
     table.to_csv(flat_set, index=False)
     with pytest.raises(DataError, match=r"\.csv, row 4: unknown label '7'"):
-        datasets.load("flow_images", flat_set.parent)
+        datasets.load("flow_images", flat_set.parent, on_error="raise")
+    report = Report()
+    assert len(datasets.load("flow_images", flat_set.parent, report=report)) == len(table) - 1
+    assert [(p.row, "unknown label '7'" in p.reason) for p in report.errors] == [(4, True)]
 
 
 def test_csv_without_label_column_names_the_column(flat_set):

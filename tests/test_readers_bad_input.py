@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -30,9 +31,20 @@ def set_cell(root, row: int, column: int, value) -> None:
 
 
 def fails(root, pattern: str, name: str = "casme2", **kwargs) -> DataError:
+    """``on_error="raise"`` stops at the bad row with one DataError matching ``pattern``."""
     with pytest.raises(DataError, match=pattern) as info:
-        load(name, root, **kwargs)
+        load(name, root, on_error="raise", **kwargs)
     return info.value
+
+
+def skips(root, pattern: str, loaded: int, name: str = "casme2", **kwargs) -> None:
+    """The default, ``on_error="skip"``: the bad row is left out with a reason matching
+    ``pattern`` (file and row named) and the other ``loaded`` samples are read."""
+    report = Report()
+    samples = load(name, root, report=report, **kwargs)
+    errors = [f"{p.where}: {p.reason}" for p in report.errors]
+    assert len(errors) == 1 and re.search(pattern, errors[0]), errors
+    assert len(samples) == loaded
 
 
 def test_unreadable_image_names_sheet_row_and_image(casme2):
@@ -40,6 +52,7 @@ def test_unreadable_image_names_sheet_row_and_image(casme2):
     sample.frames[sample.apex].write_bytes(b"not a jpeg")
     error = fails(casme2, r"CASME2-coding-20140508\.xlsx, row 5: cannot read image .*\.jpg")
     assert error.row == 5
+    skips(casme2, r"CASME2-coding-20140508\.xlsx, row 5: cannot read image .*\.jpg", 9)
     assert len(load("casme2", casme2, verify_images="none")) == 10
 
 
@@ -50,7 +63,15 @@ def test_unreadable_frame_between_key_frames_found_by_full_check(casme2):
     )
     sample.frames[inner].write_bytes(b"")
     assert len(load("casme2", casme2)) == 10  # key frames only, by default
-    fails(casme2, r"row 2: cannot read image", verify_images="all")
+    # a middle frame is not a key frame: left out of the clip with a repair, under either choice
+    for on_error in ("raise", "skip"):
+        report = Report()
+        loaded = load("casme2", casme2, verify_images="all", report=report, on_error=on_error)
+        assert len(loaded) == 10 and not report.errors
+        (repair,) = report.of_kind("repair")
+        assert repair.row == 2 and "left out of the clip" in repair.reason
+        assert sample.frames[inner] not in loaded[0].frames
+        assert len(loaded[0].frames) == len(sample.frames) - 1
 
 
 def test_wrong_columns_name_the_header_row(casme2):
@@ -71,6 +92,7 @@ def test_duplicate_ids_name_both_rows(casme2):
     edit_xlsx(casme2 / SHEET, duplicate)
     error = fails(casme2, r"row 12: duplicate sample 'sub01_EP01_03' \(first at .*:4\)")
     assert error.row == 12
+    skips(casme2, r"row 12: duplicate sample 'sub01_EP01_03'", 10)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +100,6 @@ def test_duplicate_ids_name_both_rows(casme2):
     [
         (7, "surprize", r"row 3: unknown emotion 'surprize'"),
         (3, "4a", r"row 3: onset '4a' is not a frame number"),
-        (4, 5000, r"row 3: apex 5000 outside onset..offset"),
         (5, 1, r"row 3: offset 1 before onset"),
         (3, 1, r"row 3: onset frame 1 is outside the frames on disk"),
         (2, "EP77_77", r"row 3: no folder 'EP77_77' in .*sub01"),
@@ -89,6 +110,20 @@ def test_duplicate_ids_name_both_rows(casme2):
 def test_bad_row(casme2, column, value, pattern):
     set_cell(casme2, 3, column, value)
     fails(casme2, pattern)
+    skips(casme2, pattern, 9)
+
+
+def test_apex_outside_onset_offset_is_a_repair(casme2):
+    """CAS(ME)^3 spNO.149/d: an apex outside onset..offset is not used, under either choice."""
+    set_cell(casme2, 3, 4, 5000)
+    for on_error in ("raise", "skip"):
+        report = Report()
+        samples = load("casme2", casme2, report=report, on_error=on_error)
+        assert len(samples) == 10 and not report.errors
+        (repair,) = report.of_kind("repair")
+        assert repair.row == 3 and "apex 5000 outside onset..offset" in repair.reason
+        sample = samples[1]
+        assert sample.onset <= sample.apex <= sample.offset
 
 
 def test_collect_mode_lists_every_bad_row_and_reads_the_rest(casme2):
@@ -141,6 +176,7 @@ def test_fer2013_bad_code_and_columns(tmp_path):
     lines = csv_file.read_text().splitlines()
     csv_file.write_text("\n".join([lines[0], "9," + lines[1].split(",", 1)[1], *lines[2:]]))
     fails(tmp_path, r"row 2: emotion '9' is not a code 0..6", "fer2013")
+    skips(tmp_path, r"fer2013\.csv, row 2: emotion '9' is not a code 0..6", 9, "fer2013")
     csv_file.write_text("\n".join(["label,image,Usage", *lines[1:]]))
     fails(tmp_path, r"fer2013\.csv, row 1: needs columns emotion and pixels", "fer2013")
 
@@ -150,6 +186,7 @@ def test_ckplus_bad_emotion_file(tmp_path):
     label = sorted((tmp_path / "Emotion").rglob("*_emotion.txt"))[0]
     label.write_text("   9.0000000e+00\n")
     fails(tmp_path, r"_emotion\.txt, row 1: expected one emotion code 0..7", "ckplus")
+    skips(tmp_path, r"_emotion\.txt, row 1: expected one emotion code 0..7", 9, "ckplus")
 
 
 def test_smic_clip_code_disagrees_with_folder(tmp_path):
@@ -157,6 +194,7 @@ def test_smic_clip_code_disagrees_with_folder(tmp_path):
     clip = next((tmp_path / "HS" / "s1" / "micro" / "negative").iterdir())
     clip.rename(clip.parent.parent / "positive" / clip.name)
     fails(tmp_path, r"s1_ne_01: clip code 'ne' says negative, folder says positive", "smic")
+    skips(tmp_path, r"s1_ne_01: clip code 'ne' says negative, folder says positive", 9, "smic")
 
 
 def test_mmew_clip_in_two_emotion_folders(tmp_path):

@@ -4,6 +4,7 @@ that mirrors the real subject and clip lists; official gt file, its -2 variant, 
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -130,14 +131,25 @@ def test_gt_label_disagreeing_with_the_sheet_wins_and_is_reported(tmp_path, mirr
 def test_gt_row_without_a_clip_names_file_and_line(tmp_path, mirror_clips):
     write_layout("composite", mirror_clips, tmp_path)
     gt = tmp_path / "combined_3class_gt.csv"
+    clean = len(load("composite", tmp_path))
     gt.write_text(gt.read_text() + "samm,99,099_1_1,0\r\n")
-    with pytest.raises(DataError, match=r"combined_3class_gt\.csv, row \d+: samm clip 099/099_1_1"):
-        load("composite", tmp_path)
+    pattern = r"combined_3class_gt\.csv, row \d+: samm clip 099/099_1_1"
+    with pytest.raises(DataError, match=pattern):
+        load("composite", tmp_path, on_error="raise")
+    report = Report()  # the default, on_error="skip": that row alone is left out, named
+    assert len(load("composite", tmp_path, report=report)) == clean
+    assert [re.search(pattern, f"{p.where}: {p.reason}") is not None for p in report.errors] == [
+        True
+    ]
 
 
 def test_gt_row_with_a_bad_label(tmp_path, mirror_clips):
     write_layout("composite", mirror_clips, tmp_path)
     gt = tmp_path / "combined_3class_gt.csv"
+    clean = len(load("composite", tmp_path))
     gt.write_text("casme2,sub01,EP01_01,7\r\n" + gt.read_text())
     with pytest.raises(DataError, match=r"row 1: label '7' is not 0, 1 or 2"):
-        load("composite", tmp_path)
+        load("composite", tmp_path, on_error="raise")
+    report = Report()
+    assert len(load("composite", tmp_path, report=report)) == clean
+    assert [(p.file.name, p.row) for p in report.errors] == [("combined_3class_gt.csv", 1)]

@@ -14,6 +14,7 @@ offset the last frame. ``neutral=True`` adds each labelled sequence's first fram
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -21,9 +22,8 @@ from microexpr.datasets.coded_sheet import (
     FrameList,
     Timing,
     VerifyImages,
-    check_images,
+    checked_frames,
     frame_number,
-    images_to_check,
     make_sample,
     unique,
 )
@@ -45,7 +45,7 @@ FACS_DIRS = ("FACS", "FACS_labels/FACS", "FACS_labels", "CK+/FACS")
 
 def _code(path: Path) -> str:
     """Emotion name of an ``*_emotion.txt`` file (one float, e.g. ``3.0000000e+00``)."""
-    text = path.read_text().split()
+    text = path.read_text(errors="replace").split()
     try:
         value = float(text[0]) if len(text) == 1 else None
     except ValueError:
@@ -57,15 +57,23 @@ def _code(path: Path) -> str:
 
 def _aus(path: Path) -> tuple[str, ...]:
     aus = []
-    for line, text in enumerate(path.read_text().splitlines(), start=1):
+    for line, text in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         if not text.strip():
             continue
         try:
             au = float(text.split()[0])
         except ValueError:
-            raise DataError(path, f"not an AU code: {text.strip()!r}", line) from None
+            au = math.nan
+        if not math.isfinite(au) or not au.is_integer():
+            raise DataError(path, f"not an AU code: {text.strip()!r}", line)
         aus.append(str(int(au)))
     return tuple(aus)
+
+
+def _named(candidates: tuple[str, ...]):
+    """Accepts a folder named as the last part of one of ``candidates`` (any case)."""
+    names = {c.rsplit("/", 1)[-1].lower() for c in candidates}
+    return lambda folder: folder.name.lower() in names
 
 
 @register("ckplus", "CK+ cohn-kanade-images + Emotion/ (and FACS/) label files")
@@ -81,8 +89,12 @@ def load_ckplus(
 ) -> list[Sample]:
     """Labelled CK+ sequences (taxonomies ck-7, ck-8 with ``neutral=True``)."""
     assert report is not None  # given by @reporting
-    images_root = find_dir(root, images_dir, IMAGE_DIRS, "CK+ images")
-    labels_root = find_dir(root, labels_dir, LABEL_DIRS, "CK+ emotion labels")
+    images_root = find_dir(
+        root, images_dir, IMAGE_DIRS, "CK+ images", below=_named(IMAGE_DIRS), report=report
+    )
+    labels_root = find_dir(
+        root, labels_dir, LABEL_DIRS, "CK+ emotion labels", below=_named(LABEL_DIRS), report=report
+    )
     facs_root = None
     if facs_dir is not None or any((root / d).is_dir() for d in FACS_DIRS):
         facs_root = find_dir(root, facs_dir, FACS_DIRS, "CK+ FACS")
@@ -126,7 +138,7 @@ def _sequence(
     if apex != last:
         report.note(record.file, 1, f"labelled frame {peak} is not the last ({frames.numbers[-1]})")
     timing = Timing(0, apex, last, "sheet")
-    check_images(images_to_check(frames, timing, verify), record)
+    frames, timing = checked_frames(frames, timing, verify, record, report)
     subject, sequence = seq_dir.parent.name, seq_dir.name
     aus = _aus(facs[0]) if facs else ()
     out = [make_sample("ckplus", subject, sequence, label, frames, timing, record, report, aus=aus)]

@@ -12,20 +12,32 @@ same ones and docs/datasets.md lists them once:
   the folder is taken as onset..offset;
 * apex not coded (``/``, ``\\``, empty) -> middle of onset..offset (``meta["apex_source"]``);
 * offset 0 ("not coded", as in SAMM-LV and CAS(ME)^3) -> the apex (as MEAN's loader does);
-* apex equal to onset or offset is kept and noted; apex outside onset..offset, offset before
-  onset, or a frame outside the folder's range are errors.
+* onset 0 or apex 0 where the folder has no frame 0 (CAS(ME)^3 spNO.216/e) -> the first frame
+  on disk, or the apex not coded;
+* an apex outside onset..offset (CAS(ME)^3 spNO.149/d) -> not used: the middle of
+  onset..offset;
+* apex equal to onset or offset is kept and noted; offset before onset, or a frame outside the
+  folder's range are errors: the row is skipped with its reason (``on_error="skip"``, the
+  default) or stops the read (``on_error="raise"``);
+* a frame that does not decode, or a truncated JPEG or PNG (which OpenCV would read as a
+  partial picture): an error at a key frame, and left out of the clip (repair) elsewhere;
+* the frames folder is found at any depth below the root when no documented place holds the
+  sheet's subjects and exactly one folder does.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
+import numpy as np
 
 from microexpr.datasets.problems import Report, reporting
 from microexpr.datasets.registry import register
@@ -37,6 +49,7 @@ from microexpr.datasets.sheets import (
     find_file,
     parse_aus,
     read_table,
+    subfolders,
 )
 from microexpr.errors import DataError
 from microexpr.samples import Sample
@@ -87,12 +100,27 @@ class FrameList:
                 raise error(f"{name_a!r} and {name_b!r} have the same frame number {a}")
         return cls(folder, tuple(p for _, _, p in numbered), tuple(n for n, _, _ in numbered))
 
-    def gaps(self, first: int | None = None, last: int | None = None) -> list[int]:
-        """Frame numbers missing between ``first`` and ``last`` (default: the folder's)."""
-        present = set(self.numbers)
+    def gaps(
+        self, first: int | None = None, last: int | None = None, limit: int | None = None
+    ) -> list[int]:
+        """Frame numbers missing between ``first`` and ``last`` (default: the folder's), at
+        most ``limit`` of them (frame numbers can be camera counters in the billions)."""
         first = self.numbers[0] if first is None else first
         last = self.numbers[-1] if last is None else last
-        return [n for n in range(first, last + 1) if n not in present]
+        inside = self.numbers[bisect.bisect_left(self.numbers, first) :]
+        missing, previous = [], first - 1
+        for number in [*inside[: bisect.bisect_right(inside, last)], last + 1]:
+            for gap in range(previous + 1, number):
+                if limit is not None and len(missing) >= limit:
+                    return missing
+                missing.append(gap)
+            previous = number
+        return missing
+
+    def count_missing(self, first: int, last: int) -> int:
+        """How many frame numbers of ``first..last`` have no file."""
+        present = bisect.bisect_right(self.numbers, last) - bisect.bisect_left(self.numbers, first)
+        return max(last - first + 1 - present, 0)
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,18 @@ def locate(
     """
     if onset is None:
         raise record.error("onset not coded")
+    numbers = frames.numbers
+    if onset == 0 and numbers[0] > 0:
+        report.repair(
+            record.file,
+            record.row,
+            f"onset 0 (not coded; {frames.folder} starts at frame {numbers[0]}): "
+            f"onset set to the first frame {numbers[0]}",
+        )
+        onset = numbers[0]
+    if apex == 0 and numbers[0] > 0:
+        report.repair(record.file, record.row, "apex 0 (not coded): treated as not coded")
+        apex, why_no_apex = None, None
     if offset == 0 and apex is not None and apex > 0:
         report.repair(
             record.file, record.row, f"offset 0 (not coded): offset set to the apex {apex}"
@@ -147,9 +187,14 @@ def locate(
     if offset < onset:
         raise record.error(f"offset {offset} before onset {onset}")
     if apex is not None and not onset <= apex <= offset:
-        raise record.error(f"apex {apex} outside onset..offset {onset}..{offset}")
+        report.repair(
+            record.file,
+            record.row,
+            f"apex {apex} outside onset..offset {onset}..{offset}: not used; "
+            "apex set to the middle of onset..offset",
+        )
+        apex, why_no_apex = None, None
 
-    numbers = frames.numbers
     inside = numbers[0] <= onset <= numbers[-1] and numbers[0] <= offset <= numbers[-1]
     if not inside and len(numbers) == offset - onset + 1:
         report.repair(
@@ -172,11 +217,13 @@ def locate(
                     f"({numbers[0]}..{numbers[-1]} in {frames.folder})"
                 )
         on, ap, off = idx["onset"], idx["apex"], idx["offset"]
-    gaps = frames.gaps(onset, offset)
-    if gaps and inside:
-        shown = ", ".join(map(str, gaps[:5])) + (" ..." if len(gaps) > 5 else "")
+    missing = frames.count_missing(onset, offset) if inside else 0
+    if missing:
+        shown = ", ".join(map(str, frames.gaps(onset, offset, limit=5)))
         report.note(
-            record.file, record.row, f"{len(gaps)} frames missing in onset..offset: {shown}"
+            record.file,
+            record.row,
+            f"{missing} frames missing in onset..offset: {shown}" + (" ..." if missing > 5 else ""),
         )
     source = "sheet"
     if ap is None:
@@ -192,19 +239,79 @@ def locate(
     return Timing(on, ap, off, source)
 
 
+def image_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole image, or None. ``cv2.imread`` decodes a JPEG cut short as
+    a partial picture (grey below the cut) with only a warning; ``cv2.imdecode`` refuses it in
+    OpenCV 5 but not in every version, so a JPEG must also end with its end-of-image marker
+    and a PNG with its IEND chunk."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if not data:
+        return "empty file"
+    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) is None:
+        return "does not decode as an image"
+    # In a JPEG's entropy-coded data every 0xFF is followed by 0x00 or a restart marker, so
+    # an end-of-image marker in the last KiB means the file was not cut short.
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
+        return "truncated JPEG (no end-of-image marker)"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-16:]:
+        return "truncated PNG (no IEND chunk)"
+    return None
+
+
 def check_images(paths: Sequence[Path], record: Record) -> None:
-    """Every path decodes as an image (cv2.imread gives None otherwise)."""
+    """Every path is a whole, decodable image; the first that is not is the row's error."""
     for path in paths:
-        if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None:
-            raise record.error(f"cannot read image {path}")
+        reason = image_problem(path)
+        if reason is not None:
+            raise record.error(f"cannot read image {path}: {reason}")
+
+
+def verify_option(value: str) -> VerifyImages:
+    """``verify_images`` as given, or a ValueError: an unknown value must not check nothing."""
+    if value not in get_args(VerifyImages):
+        raise ValueError(f"verify_images={value!r}: one of {', '.join(get_args(VerifyImages))}")
+    return value  # type: ignore[return-value]
 
 
 def images_to_check(frames: FrameList, timing: Timing, verify: VerifyImages) -> list[Path]:
-    if verify == "all":
+    """The frames ``verify`` asks to decode: ``all``, ``keyframes`` (onset, apex, offset) or
+    ``none``."""
+    if verify_option(verify) == "all":
         return list(frames.paths)
     if verify == "keyframes":
         return [frames.paths[i] for i in sorted({timing.onset, timing.apex, timing.offset})]
     return []
+
+
+def checked_frames(
+    frames: FrameList, timing: Timing, verify: VerifyImages, record: Record, report: Report
+) -> tuple[FrameList, Timing]:
+    """Decode the frames ``verify`` asks for. A key frame that fails is the row's error; any
+    other frame that fails is left out of the clip with a repair, as a frame missing on disk
+    would be, and the key frames' indices follow."""
+    paths = images_to_check(frames, timing, verify)
+    keys = {timing.onset, timing.apex, timing.offset}
+    check_images([frames.paths[i] for i in sorted(keys)] if paths else [], record)
+    bad = {}
+    for i, path in enumerate(frames.paths if verify == "all" else ()):
+        reason = None if i in keys else image_problem(path)
+        if reason is not None:
+            bad[i] = reason
+            report.repair(record.file, record.row, f"frame {path} {reason}: left out of the clip")
+    if not bad:
+        return frames, timing
+    kept = [i for i in range(len(frames.paths)) if i not in bad]
+    position = {old: new for new, old in enumerate(kept)}
+    fewer = FrameList(
+        frames.folder,
+        tuple(frames.paths[i] for i in kept),
+        tuple(frames.numbers[i] for i in kept),
+    )
+    moved = {role: position[getattr(timing, role)] for role in ("onset", "apex", "offset")}
+    return fewer, replace(timing, **moved)
 
 
 def make_sample(
@@ -353,6 +460,20 @@ class CodedSheet:
         return unique(samples, self.report)
 
     # reading ----------------------------------------------------------------------------
+    def holds_frames(self, folder: Path, records: Sequence[Record]) -> bool:
+        """Whether ``folder`` holds subject folders of the sheet's rows (ids in any spelling)."""
+        subjects = {self.subject_id(r.cells.get("subject", "")) for r in records}
+        return any(self.subject_id(child.name) in subjects for child in subfolders(folder))
+
+    def find_frames(
+        self, root: Path, frames_dir: str | Path | None, records: Sequence[Record]
+    ) -> Path:
+        """``frames_dir``, else the first documented place that holds the sheet's subject
+        folders, else the one folder below ``root`` (any depth) that does."""
+        holds = functools.partial(self.holds_frames, records=records)
+        what = f"{self.dataset} frames"
+        return find_dir(root, frames_dir, self.frames_dirs, what, holds, holds, self.report)
+
     def read(
         self,
         root: Path,
@@ -364,11 +485,12 @@ class CodedSheet:
         fps: float | None = None,
     ) -> list[Sample]:
         report = self.report
+        verify_option(verify_images)
         path = find_file(root, sheet, self.sheet_patterns, f"{self.dataset} sheet", report)
-        frames_root = find_dir(root, frames_dir, self.frames_dirs, f"{self.dataset} frames")
         table = read_table(
             path, self.roles, self.required, self.key, report, columns, sheet=sheet_name
         )
+        frames_root = self.find_frames(root, frames_dir, table.records)
         emotions = Emotions(self.emotions, path)
         samples = []
         for record in table.records:
@@ -396,7 +518,7 @@ class CodedSheet:
             self.frame_lists[folder] = FrameList.scan(folder, record)
         frames = self.frame_lists[folder]
         timing = locate(frames, onset, apex, offset, record, self.report, self.missing_apex)
-        check_images(images_to_check(frames, timing, verify), record)
+        frames, timing = checked_frames(frames, timing, verify, record, self.report)
         aus = parse_aus(record.text("aus")) if "aus" in self.roles else ()
         return make_sample(
             self.dataset,

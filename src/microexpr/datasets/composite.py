@@ -74,8 +74,12 @@ def in_rule(db: str, sample: Sample) -> bool:
 def _read_gt(path: Path, report: Report) -> list[tuple[int, tuple[str, str, str], str]]:
     """(line, key, class) per row of combined_3class_gt.csv; ``,,,`` lines skipped."""
     rows, blank, seen = [], 0, {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        for line, cells in enumerate(csv.reader(handle), start=1):
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        try:
+            lines = list(csv.reader(handle))
+        except csv.Error as err:
+            raise DataError(path, f"not a readable CSV ({err})") from None
+        for line, cells in enumerate(lines, start=1):
             cells = [c.strip() for c in cells]
             if not any(cells):
                 blank += 1
@@ -98,8 +102,12 @@ def _read_gt(path: Path, report: Report) -> list[tuple[int, tuple[str, str, str]
     return rows
 
 
-def _db_root(root: Path, db: str, explicit: str | Path | None) -> Path:
-    return find_dir(root, explicit, DB_DIRS[db], db)
+def _db_root(root: Path, db: str, explicit: str | Path | None, report: Report) -> Path:
+    """The database's folder beside the others, or the one so named at any depth below."""
+    names = {name.lower() for name in DB_DIRS[db]}
+    return find_dir(
+        root, explicit, DB_DIRS[db], db, below=lambda f: f.name.lower() in names, report=report
+    )
 
 
 @register("composite", "MEGC2019 composite: CASME II + SAMM + SMIC-HS, 3 classes")
@@ -124,7 +132,7 @@ def load_composite(
         kwargs = {"verify_images": verify_images, **(options or {}).get(db, {})}
         if db == "smic":
             kwargs.setdefault("modality", "HS")
-        samples[db] = READERS[db](_db_root(root, db, roots[db]), report=report, **kwargs)
+        samples[db] = READERS[db](_db_root(root, db, roots[db], report), report=report, **kwargs)
     by_key = {key(db, s.subject, s.meta["clip"]): s for db in DATABASES for s in samples[db]}
     taxonomy = get_taxonomy("composite3")
 

@@ -21,10 +21,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from microexpr.datasets.coded_sheet import IMAGE_SUFFIXES, VerifyImages, check_images
+from microexpr.datasets.coded_sheet import (
+    IMAGE_SUFFIXES,
+    VerifyImages,
+    check_images,
+    verify_option,
+)
 from microexpr.datasets.problems import Report, reporting
 from microexpr.datasets.registry import register
-from microexpr.datasets.sheets import Record, find_file
+from microexpr.datasets.sheets import Record, find_file, subfolders
 from microexpr.errors import DataError
 from microexpr.labels import normalise_emotion
 from microexpr.samples import Sample
@@ -38,8 +43,8 @@ FOLDER_USAGE = {"train": "Training", "test": "Test"}
 def _pixels(text: str, record: Record) -> np.ndarray:
     try:
         values = np.array(text.split(), dtype=np.int64)
-    except ValueError:
-        raise record.error("pixels hold something other than numbers") from None
+    except (ValueError, OverflowError):
+        raise record.error("pixels hold something other than numbers 0..255") from None
     if values.size != SIDE * SIDE:
         raise record.error(f"pixels: {values.size} values, expected {SIDE}x{SIDE} = {SIDE * SIDE}")
     if values.min() < 0 or values.max() > 255:
@@ -48,29 +53,39 @@ def _pixels(text: str, record: Record) -> np.ndarray:
 
 
 def _read_csv(path: Path, report: Report) -> list[tuple[Record, str, str, np.ndarray]]:
-    """(record, label, usage, image) per row; every row checked before anything is used."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    """(record, label, usage, image) per row; every row checked before anything is used.
+    Read as a stream (the CSV is about 300 MB); bytes that are not UTF-8 become U+FFFD and
+    fail the row they are in."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         reader = csv.reader(handle)
-        header = [h.strip().lower() for h in next(reader, [])]
-        if "emotion" not in header or "pixels" not in header:
-            raise DataError(path, f"needs columns emotion and pixels; header is {header}", 1)
-        col = {
-            name: header.index(name) for name in ("emotion", "pixels", "usage") if name in header
-        }
-        rows = []
-        for line, cells in enumerate(reader, start=2):
-            if not any(c.strip() for c in cells):
-                continue
-            record = Record(path, line, {})
-            with report.guard():
-                if len(cells) < len(header):
-                    raise record.error(f"{len(cells)} fields, expected {len(header)}")
-                code = cells[col["emotion"]].strip()
-                if not code.isdigit() or int(code) >= len(LABELS):
-                    raise record.error(f"emotion {code!r} is not a code 0..{len(LABELS) - 1}")
-                usage = cells[col["usage"]].strip() if "usage" in col else "Training"
-                image = _pixels(cells[col["pixels"]], record)
-                rows.append((record, LABELS[int(code)], usage, image))
+        try:
+            header = [h.strip().lower() for h in next(reader, [])]
+            if "emotion" not in header or "pixels" not in header:
+                raise DataError(path, f"needs columns emotion and pixels; header is {header}", 1)
+            col = {n: header.index(n) for n in ("emotion", "pixels", "usage") if n in header}
+            return _rows(reader, header, col, path, report)
+        except csv.Error as err:
+            raise DataError(path, f"not a readable CSV ({err})", reader.line_num) from None
+
+
+def _rows(
+    reader, header: list[str], col: dict[str, int], path: Path, report: Report
+) -> list[tuple[Record, str, str, np.ndarray]]:
+    """Each good data line as (record, label, usage, image); blank lines skipped, bad ones
+    failed through ``report``."""
+    rows = []
+    for cells in reader:
+        if not any(c.strip() for c in cells):
+            continue
+        record = Record(path, reader.line_num, {})
+        with report.guard():
+            if len(cells) < len(header):
+                raise record.error(f"{len(cells)} fields, expected {len(header)}")
+            code = cells[col["emotion"]].strip()
+            if not (code.isascii() and code.isdigit()) or int(code) >= len(LABELS):
+                raise record.error(f"emotion {code!r} is not a code 0..{len(LABELS) - 1}")
+            usage = cells[col["usage"]].strip() if "usage" in col else "Training"
+            rows.append((record, LABELS[int(code)], usage, _pixels(cells[col["pixels"]], record)))
     return rows
 
 
@@ -79,7 +94,7 @@ def _from_csv(path: Path, images_dir: Path, report: Report) -> list[Sample]:
     stat = path.stat()
     stamp = f"{path.name} {stat.st_size} {stat.st_mtime_ns}\n"
     marker = images_dir / ".written"
-    fresh = not (marker.is_file() and marker.read_text() == stamp)
+    fresh = not (marker.is_file() and marker.read_text(errors="replace") == stamp)
     if fresh:
         images_dir.mkdir(parents=True, exist_ok=True)
         report.note(images_dir, None, f"{len(rows)} images of {path.name} written as PNG here")
@@ -87,7 +102,7 @@ def _from_csv(path: Path, images_dir: Path, report: Report) -> list[Sample]:
     for record, label, usage, image in rows:
         sample_id = f"fer{record.row - 2:05d}"
         png = images_dir / f"{sample_id}.png"
-        if fresh:
+        if fresh or not png.is_file():  # a PNG deleted since is written again
             cv2.imwrite(str(png), image)
         samples.append(_sample(sample_id, label, png, usage, record))
     if fresh:
@@ -114,17 +129,21 @@ def _sample(sample_id: str, label: str, image: Path, usage: str, record: Record)
 
 
 def _from_folders(root: Path, report: Report, verify: VerifyImages) -> list[Sample]:
+    """Kaggle's train/<emotion>/*.jpg folders; a folder that is not an emotion, or an image
+    that does not decode whole, is a bad row (skipped or raised as ``on_error`` says)."""
+    verify_option(verify)
     samples = []
     for split, usage in FOLDER_USAGE.items():
-        for folder in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+        for folder in subfolders(root / split):
             label = normalise_emotion(folder.name)
             record = Record(folder, None, {})
-            with report.guard():
-                if label not in LABELS:
-                    raise record.error(f"folder {folder.name!r} is not one of the 7 emotions")
-                for image in sorted(folder.iterdir()):
-                    if image.suffix.lower() not in IMAGE_SUFFIXES:
-                        continue
+            if label not in LABELS:
+                report.fail(record.error(f"folder {folder.name!r} is not one of the 7 emotions"))
+                continue
+            for image in sorted(folder.iterdir()):
+                if image.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                with report.guard():
                     if verify != "none":
                         check_images([image], Record(image, None, {}))
                     sample_id = f"{split}/{folder.name}/{image.stem}"

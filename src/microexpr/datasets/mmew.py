@@ -13,11 +13,12 @@ folder names, frame names and 90 fps are unverified (docs/datasets.md marks them
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from microexpr.datasets.coded_sheet import CodedSheet, coded_sheet_reader
 from microexpr.datasets.problems import Report
-from microexpr.datasets.sheets import Record
+from microexpr.datasets.sheets import Record, subfolders
 from microexpr.errors import DataError
 from microexpr.labels import normalise_emotion
 
@@ -66,6 +67,15 @@ class MmewSheet(CodedSheet):
                         )
                     self._clips[key] = clip_dir
         return self._clips
+
+    def holds_frames(self, folder: Path, records: Sequence[Record]) -> bool:
+        """Whether ``folder`` holds emotion folders with clip folders of the sheet's rows."""
+        clips = {r.cells.get("clip", "").lower() for r in records}
+        return any(
+            clip.name.lower() in clips
+            for emotion in subfolders(folder)
+            for clip in subfolders(emotion)
+        )
 
     def clip_folder(self, frames_root: Path, subject: str, clip: str, record: Record) -> Path:
         folder = self._index(frames_root).get(clip.lower())

@@ -13,7 +13,7 @@ import csv
 import fnmatch
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -53,33 +53,38 @@ def cell_text(value: object) -> str:
 def _xlsx_rows(path: Path) -> dict[str, list[RawRow]]:
     import openpyxl
 
-    try:
+    try:  # openpyxl raises many types for a damaged file, on opening or while reading a sheet
         value_book = openpyxl.load_workbook(path, data_only=True, read_only=True)
         formula_book = openpyxl.load_workbook(path, data_only=False, read_only=True)
-    except Exception as err:  # openpyxl raises many types for a damaged file
-        raise DataError(path, f"cannot open as an Excel workbook ({err})") from err
-    sheets = {}
-    for name in value_book.sheetnames:
-        rows = []
-        pairs = zip(
-            value_book[name].iter_rows(values_only=True),
-            formula_book[name].iter_rows(values_only=True),
-            strict=False,
-        )
-        for number, (cached, written) in enumerate(pairs, start=1):
-            texts = tuple(cell_text(v) for v in cached)
-            formulas = {
-                col: (str(w), v)
-                for col, (v, w) in enumerate(zip(cached, written, strict=False))
-                if isinstance(w, str) and w.startswith("=")
+        try:
+            return {
+                name: _xlsx_sheet(value_book[name], formula_book[name])
+                for name in value_book.sheetnames
             }
-            unsaved = {col: f for col, (f, v) in formulas.items() if v is None}
-            saved = frozenset(col for col, (_, v) in formulas.items() if v is not None)
-            rows.append(RawRow(number, texts, unsaved, saved))
-        sheets[name] = rows
-    value_book.close()
-    formula_book.close()
-    return sheets
+        finally:
+            value_book.close()
+            formula_book.close()
+    except Exception as err:
+        raise DataError(path, f"cannot open as an Excel workbook ({err})") from err
+
+
+def _xlsx_sheet(values, written) -> list[RawRow]:
+    """One worksheet read twice, as saved values and as written (formulas)."""
+    rows = []
+    pairs = zip(
+        values.iter_rows(values_only=True), written.iter_rows(values_only=True), strict=False
+    )
+    for number, (cached, source) in enumerate(pairs, start=1):
+        texts = tuple(cell_text(v) for v in cached)
+        formulas = {
+            col: (str(w), v)
+            for col, (v, w) in enumerate(zip(cached, source, strict=False))
+            if isinstance(w, str) and w.startswith("=")
+        }
+        unsaved = {col: f for col, (f, v) in formulas.items() if v is None}
+        saved = frozenset(col for col, (_, v) in formulas.items() if v is not None)
+        rows.append(RawRow(number, texts, unsaved, saved))
+    return rows
 
 
 def _xls_rows(path: Path) -> dict[str, list[RawRow]]:
@@ -95,27 +100,43 @@ def _xls_rows(path: Path) -> dict[str, list[RawRow]]:
         for r in range(sheet.nrows):
             cells = []
             for c in range(sheet.ncols):
-                cell = sheet.cell(r, c)
-                if cell.ctype == xlrd.XL_CELL_DATE:
-                    cells.append(cell_text(xlrd.xldate_as_datetime(cell.value, book.datemode)))
-                else:
-                    cells.append(cell_text(cell.value))
+                cells.append(_xls_cell_text(sheet.cell(r, c), book.datemode))
             rows.append(RawRow(r + 1, tuple(cells)))
         sheets[sheet.name] = rows
     return sheets
 
 
+def _xls_cell_text(cell, datemode: int) -> str:
+    """Text of an .xls cell: dates in ISO form (the number when it is no date), an error
+    cell as Excel shows it (``#DIV/0!``), never its internal code."""
+    import xlrd
+
+    if cell.ctype == xlrd.XL_CELL_ERROR:
+        return xlrd.error_text_from_code.get(cell.value, "#ERROR")
+    if cell.ctype == xlrd.XL_CELL_DATE:
+        try:
+            return cell_text(xlrd.xldate_as_datetime(cell.value, datemode))
+        except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+            return cell_text(cell.value)
+    return cell_text(cell.value)
+
+
 def _csv_rows(path: Path) -> dict[str, list[RawRow]]:
+    """A CSV as one sheet: UTF-8 (with or without BOM), else Latin-1, as Excel writes either;
+    a NUL byte or a broken quote is a DataError naming the line."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        text = path.read_text(encoding="latin-1")
+        data = path.read_bytes()
     except OSError as err:
-        raise DataError(path, f"cannot read ({err})") from err
-    rows = [
-        RawRow(i, tuple(c.strip() for c in cells))
-        for i, cells in enumerate(csv.reader(text.splitlines()), start=1)
-    ]
+        raise DataError(path, f"cannot read ({err.strerror or err})") from err
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    reader = csv.reader(text.splitlines())
+    try:
+        rows = [RawRow(i, tuple(c.strip() for c in cells)) for i, cells in enumerate(reader, 1)]
+    except csv.Error as err:
+        raise DataError(path, f"not a readable CSV ({err})", reader.line_num + 1) from None
     return {path.stem: rows}
 
 
@@ -291,6 +312,16 @@ def _table(
     report: Report,
 ) -> Table:
     header = rows[header_index]
+    keys = [_key(cell) for cell in header.cells]
+    for role, col in sorted(columns.items()):
+        twins = [i + 1 for i, k in enumerate(keys) if k and k == keys[col] and i != col]
+        if twins:
+            report.note(
+                path,
+                header.number,
+                f"{role}: columns {col + 1} and {', '.join(map(str, twins))} are both "
+                f"{header.cells[col]!r}; column {col + 1} is read",
+            )
     if any(any(r.cells) for r in rows[:header_index]):
         report.note(
             path,
@@ -469,14 +500,48 @@ def _walk(root: Path, depth: int) -> Iterable[Path]:
         level = children
 
 
+def find_below(
+    root: Path, accept: Callable[[Path], bool], what: str, max_depth: int = 8
+) -> Path | None:
+    """The one folder below ``root`` (breadth first, to ``max_depth`` levels, hidden folders
+    and folders already accepted not entered) that ``accept`` takes, for a database unpacked
+    one or more folders deeper than documented; None when none does. Several are a DataError
+    naming them: which one is meant is the user's choice."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+    level = [root]
+    for _ in range(max_depth):
+        children = []
+        for folder in level:
+            for entry in subfolders(folder):
+                real = entry.resolve()
+                if entry.name.startswith(".") or real in seen:
+                    continue  # hidden, or a link back to a folder already walked
+                seen.add(real)
+                if accept(entry):
+                    found.append(entry)
+                else:
+                    children.append(entry)
+        level = children
+    if len(found) > 1:
+        listing = ", ".join(str(p.relative_to(root)) for p in found[:5])
+        raise DataError(root, f"{len(found)} folders could hold the {what} ({listing}); pass it")
+    return found[0] if found else None
+
+
 def find_dir(
     root: Path,
     explicit: str | Path | None,
     candidates: Sequence[str],
     what: str,
+    accept: Callable[[Path], bool] = Path.is_dir,
+    below: Callable[[Path], bool] | None = None,
+    report: Report | None = None,
 ) -> Path:
     """A data folder: ``explicit`` (absolute or relative to root), else the first candidate
-    path under ``root`` that exists (``"."`` stands for root itself)."""
+    path under ``root`` that ``accept`` takes (``"."`` stands for root itself), else, with
+    ``below``, the one folder at any depth below ``root`` that ``below`` takes (a note says
+    where it was found)."""
     if explicit is not None:
         path = given_path(root, explicit)
         if not path.is_dir():
@@ -484,6 +549,20 @@ def find_dir(
         return path
     for name in candidates:
         path = root / name
-        if path.is_dir():
+        if accept(path):
             return path
-    raise DataError(root, f"no {what} folder (looked for {', '.join(candidates)}); pass it")
+    found = find_below(root, below, what) if below is not None else None
+    if found is None:
+        where = ", ".join(candidates) + (" and every folder below" if below else "")
+        raise DataError(root, f"no {what} folder (looked for {where}); pass it")
+    if report is not None:
+        report.note(found, None, f"{what} found here, below the documented places")
+    return found
+
+
+def subfolders(folder: Path) -> list[Path]:
+    """Child folders of ``folder``, sorted (none when it is missing or unreadable)."""
+    try:
+        return sorted(child for child in folder.iterdir() if child.is_dir())
+    except OSError:
+        return []

@@ -20,15 +20,14 @@ from pathlib import Path
 from microexpr.datasets.coded_sheet import (
     FrameList,
     VerifyImages,
-    check_images,
-    images_to_check,
+    checked_frames,
     locate,
     make_sample,
     unique,
 )
 from microexpr.datasets.problems import Report, reporting
 from microexpr.datasets.registry import register
-from microexpr.datasets.sheets import Record, canonical_id, find_dir
+from microexpr.datasets.sheets import Record, canonical_id, find_dir, subfolders
 from microexpr.errors import DataError
 from microexpr.samples import Sample
 
@@ -53,17 +52,25 @@ def _has_modality(root: Path, modality: str) -> bool:
     return any((root / p.format(m=modality)).is_dir() for p in MODALITY_DIRS)
 
 
-def _modality_root(root: Path, modality: str, frames_dir: str | Path | None) -> Path:
-    if frames_dir is not None:
-        return find_dir(root, frames_dir, (), "SMIC frames")
-    for pattern in MODALITY_DIRS:
-        path = root / pattern.format(m=modality)
-        if path.is_dir():
-            return path
-    if any(re.fullmatch(r"[sS]\d+", p.name) for p in root.iterdir() if p.is_dir()):
+def _holds_subjects(folder: Path) -> bool:
+    return any(re.fullmatch(r"[sS]\d+", p.name) for p in subfolders(folder))
+
+
+def _modality_root(
+    root: Path, modality: str, frames_dir: str | Path | None, report: Report
+) -> Path:
+    """``frames_dir``, a documented modality folder, the root itself when it holds ``s1/``...,
+    else the one ``<modality>/`` folder with subject folders at any depth below the root."""
+    if frames_dir is None and _holds_subjects(root) and not _has_modality(root, modality):
         return root
-    tried = ", ".join(p.format(m=modality) for p in MODALITY_DIRS)
-    raise DataError(root, f"no SMIC {modality} folder (looked for {tried} and s*/ folders)")
+    return find_dir(
+        root,
+        frames_dir,
+        [p.format(m=modality) for p in MODALITY_DIRS],
+        f"SMIC {modality}",
+        below=lambda folder: folder.name.upper() == modality and _holds_subjects(folder),
+        report=report,
+    )
 
 
 @register("smic", "SMIC HS/VIS/NIR: s*/micro/<emotion>/<clip> folders, no sheet")
@@ -86,7 +93,7 @@ def load_smic(
     modality = modality.upper()
     if modality not in FPS:
         raise ValueError(f"modality {modality!r}: one of {', '.join(FPS)}")
-    base = _modality_root(root, modality, frames_dir)
+    base = _modality_root(root, modality, frames_dir, report)
     rate = fps or FPS[modality]
     meta = {"modality": modality}
     subjects = sorted(
@@ -138,7 +145,7 @@ def _clip(
         )
     frames = FrameList.scan(clip_dir, record)
     timing = locate(frames, frames.numbers[0], None, frames.numbers[-1], record, report, None)
-    check_images(images_to_check(frames, timing, verify), record)
+    frames, timing = checked_frames(frames, timing, verify, record, report)
     return make_sample(
         "smic", subject, clip, label, frames, timing, record, report, fps=fps, meta=meta
     )

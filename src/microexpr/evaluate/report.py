@@ -1,7 +1,12 @@
-"""Result files every run writes: predictions.csv, metrics.json, report.md, confusion.png."""
+"""Result files every run writes: predictions.csv, metrics.json, report.md, confusion.png.
+
+Each is written atomically with a checksum (``microexpr.atomicio``), so an interrupted run
+leaves either the old file, no file, or one a reader can tell is unfinished.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import platform
 from collections.abc import Sequence
@@ -10,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from microexpr import atomicio
 from microexpr.evaluate.metrics import evaluate
 
 _PACKAGES = (
@@ -34,8 +41,33 @@ def versions() -> dict[str, str]:
     return found
 
 
+def determinism(config: dict, device: str | None = None) -> dict:
+    """The settings that make a CPU run repeat its predictions exactly, as this run had them.
+
+    Same command, same seed, same versions and thread count on the CPU: the same weights, so
+    the same predictions (tests/test_reliability.py runs a command twice and compares). On
+    CUDA, cuDNN's and cuBLAS's algorithm choice and atomic adds make results differ in the
+    last bits between runs unless deterministic algorithms are forced. ``device``: the one
+    the run resolved (the config may say ``auto``).
+    """
+    train = config.get("train", {})
+    return {
+        "seed": train.get("seed"),
+        "per_fold_seeds": "crc32 of '<seed>:<fold name>' (protocols.Fold.seed)",
+        "device": device or train.get("device"),
+        "shuffle": train.get("shuffle"),
+        "data_loader_workers": train.get("num_workers"),
+        "torch_threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "repeatable": "bitwise on the CPU with these settings and versions; not bitwise on CUDA "
+        "unless deterministic algorithms are on",
+    }
+
+
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Path, title: str) -> None:
-    """Row-normalised confusion matrix with counts, as a PNG."""
+    """Row-normalised confusion matrix with counts, as a PNG (written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,8 +80,10 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Path, title
     )
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
+    atomicio.write_bytes(path, png.getvalue())
 
 
 def _markdown(metrics: dict, title: str) -> str:
@@ -76,6 +110,15 @@ def _markdown(metrics: dict, title: str) -> str:
             f"| {int(c['support'])} |"
         )
     lines += ["", "![confusion matrix](confusion.png)", ""]
+    if "determinism" in metrics:
+        d = metrics["determinism"]
+        lines += [
+            f"Repeatable: seed {d['seed']} (per-fold seeds from it), device {d['device']}, "
+            f"{d['torch_threads']} torch threads, deterministic algorithms "
+            f"{'on' if d['deterministic_algorithms'] else 'off'}, cuDNN benchmark "
+            f"{'on' if d['cudnn_benchmark'] else 'off'}: {d['repeatable']}.",
+            "",
+        ]
     if "seconds" in metrics:
         lines.append(f"Wall time: {metrics['seconds']:.1f} s.")
     return "\n".join(lines) + "\n"
@@ -88,13 +131,23 @@ def write_report(
     config: dict,
     seconds: float,
     title: str = "Results",
+    device: str | None = None,
+    extra_section: str = "",
 ) -> dict:
-    """Score the pooled predictions and write all result files; returns the metrics dict."""
+    """Score the pooled predictions and write all result files; returns the metrics dict.
+    ``device``: where the models ran, recorded with the determinism settings.
+    ``extra_section``: markdown appended to report.md only (the leakage diagnostic,
+    ``evaluate/leakage.py``, which is not a result and stays out of metrics.json)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(out_dir / "predictions.csv", index=False)
+    atomicio.write_text(out_dir / "predictions.csv", predictions.to_csv(index=False))
     metrics = evaluate(predictions, classes)
-    metrics.update(config=config, versions=versions(), seconds=round(seconds, 2))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics.update(
+        config=config,
+        versions=versions(),
+        determinism=determinism(config, device),
+        seconds=round(seconds, 2),
+    )
+    atomicio.write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     plot_confusion(np.array(metrics["confusion"]), classes, out_dir / "confusion.png", title)
-    (out_dir / "report.md").write_text(_markdown(metrics, title))
+    atomicio.write_text(out_dir / "report.md", _markdown(metrics, title) + extra_section)
     return metrics

@@ -7,16 +7,20 @@ same name for image pipelines, so a Sample can point at it like any face or flow
 folder, and any change to a sample's frames (files, sizes, times) or coded onset, apex and
 offset changes its source hash: results made from other settings or other data never mix.
 
-Each sample's file is written to a temporary name and renamed when complete, so an
-interrupted run leaves no half-written results, and the next run does only what is missing.
-Samples that failed (no face, unreadable frame) are recorded and skipped on later runs unless
-``retry_failed``; a failure never stops the run.
+Each file is written atomically with a SHA-256 sidecar (``microexpr.atomicio``): an
+interrupted run leaves no half-written result that looks finished, and the next run does only
+what is missing. An entry whose checksum is missing or wrong (truncated, corrupted on disk) is
+recomputed with a note. Arrays are read with ``allow_pickle=False``: a cache file can hold
+numbers only, never code. Samples that failed (no face, unreadable frame) are recorded and
+skipped on later runs unless ``retry_failed``; a failure never stops the run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -30,11 +34,15 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from microexpr import atomicio
 from microexpr.config import PreprocessConfig
 from microexpr.preprocess.pipelines import resolve_preprocess, run_pipeline
 from microexpr.samples import Sample
 
-FORMAT_VERSION = 2  # bump when a pipeline's output changes for the same config
+log = logging.getLogger("microexpr.preprocess")
+
+# Bump when a pipeline's output changes for the same config (3: checksummed entries).
+FORMAT_VERSION = 3
 IMAGE_PIPELINES = ("flow_image", "apex_face")
 
 
@@ -47,9 +55,10 @@ def config_key(config: PreprocessConfig) -> str:
 
 def source_key(sample: Sample) -> str:
     """8 hex digits over what a pipeline reads of a sample: its frame files (path, size,
-    modification time) and its coded onset, apex and offset."""
+    modification time), its own file when it has one (a flow image) and its coded onset,
+    apex and offset."""
     files = []
-    for path in sample.frames:
+    for path in (*sample.frames, *([sample.path] if sample.path is not None else [])):
         try:
             stat = os.stat(path)
             files.append((str(path), stat.st_size, stat.st_mtime_ns))
@@ -88,64 +97,65 @@ class FeatureCache:
         return self.directory / f"{self.stem(sample)}.png"
 
     def has(self, sample: Sample) -> bool:
-        return self.path(sample).is_file()
+        return self.problem(sample) is None
+
+    def problem(self, sample: Sample) -> str | None:
+        """Why the sample's entry is not a finished one (missing, no checksum, checksum
+        mismatch; its image too for image pipelines), or None."""
+        paths = [self.path(sample)]
+        if self.config.pipeline in IMAGE_PIPELINES:
+            paths.append(self.image_path(sample))
+        for path in paths:
+            reason = atomicio.problem(path)
+            if reason is not None:
+                return f"{path.name}: {reason}"
+        return None
 
     def load(self, sample: Sample) -> dict[str, np.ndarray]:
-        """The arrays a pipeline produced for one sample."""
+        """The arrays a pipeline produced for one sample (checksum verified)."""
         path = self.path(sample)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: sample {sample.id!r} not prepared with this config")
-        with np.load(path) as data:
-            return {name: data[name] for name in data.files}
+        data = atomicio.read_bytes(path)
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
 
     def failures(self) -> dict[str, str]:
-        """Sample id -> reason, for samples that failed."""
+        """Sample id -> reason, for samples that failed (none when the record is unfinished:
+        those samples are simply tried again)."""
         path = self.directory / "failures.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.exists() or atomicio.problem(path) is not None:
+            return {}
+        return json.loads(atomicio.read_text(path))
 
     def as_samples(self, samples: Sequence[Sample]) -> list[Sample]:
         """Samples whose ``path`` is their cached image (image pipelines), so the readers of
         flow images or faces take them unchanged; samples without a result are left out."""
         if self.config.pipeline not in IMAGE_PIPELINES:
             raise ValueError(f"{self.config.pipeline} results are arrays, not images")
-        return [
-            replace(s, path=self.image_path(s)) for s in samples if self.image_path(s).is_file()
-        ]
+        return [replace(s, path=self.image_path(s)) for s in samples if self.has(s)]
 
     def write_config(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         record = {"key": config_key(self.config), "format": FORMAT_VERSION}
-        _write_atomic(
-            self.directory / "config.json",
-            json.dumps(
-                {**record, "config": self.config.model_dump(mode="json")}, indent=2
-            ).encode(),
-        )
+        text = json.dumps({**record, "config": self.config.model_dump(mode="json")}, indent=2)
+        atomicio.write_text(self.directory / "config.json", text)
 
     def write_failures(self, failures: dict[str, str]) -> None:
-        _write_atomic(
-            self.directory / "failures.json",
-            json.dumps(failures, indent=2, sort_keys=True).encode(),
-        )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+        text = json.dumps(failures, indent=2, sort_keys=True)
+        atomicio.write_text(self.directory / "failures.json", text)
 
 
 def _save(cache: FeatureCache, sample: Sample, arrays: dict[str, np.ndarray]) -> None:
-    """Image first, npz last: the npz's presence is what marks a sample done."""
-    if "image" in arrays:
+    """Image first, npz last: a verified npz is what marks a sample done."""
+    if cache.config.pipeline in IMAGE_PIPELINES:
         ok, png = cv2.imencode(".png", arrays["image"])
-        if ok:
-            _write_atomic(cache.image_path(sample), png.tobytes())
-    path = cache.path(sample)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
-    os.replace(tmp, path)
+        if not ok:
+            raise ValueError(f"{sample.id}: the pipeline's image cannot be encoded as PNG")
+        atomicio.write_bytes(cache.image_path(sample), png.tobytes())
+    npz = io.BytesIO()
+    np.savez_compressed(npz, **arrays)
+    atomicio.write_bytes(cache.path(sample), npz.getvalue())
 
 
 def process_one(sample: Sample, cache: FeatureCache) -> tuple[str, str | None]:
@@ -191,14 +201,20 @@ def prepare(
         raise ValueError(f"sample id {duplicate!r} occurs twice: results would overwrite")
     cache = FeatureCache(Path(root), resolve_preprocess(config))
     cache.write_config()
-    done = {s.id for s in samples if cache.has(s)}
+    done = set()
+    for sample in samples:
+        reason = cache.problem(sample)
+        if reason is None:
+            done.add(sample.id)
+        elif cache.path(sample).exists():
+            log.warning("cache entry of %s is unfinished (%s); recomputed", sample.id, reason)
     failures = {k: v for k, v in cache.failures().items() if k not in done}
     todo = [s for s in samples if s.id not in done and (retry_failed or s.id not in failures)]
     report = PrepareReport(cache.directory, len(samples), reused=len(done))
     for sample in todo:
         failures.pop(sample.id, None)
     workers = max(1, workers or os.cpu_count() or 1)
-    bar = tqdm(total=len(todo), desc=f"prepare {config.pipeline}", disable=not progress)
+    bar = tqdm(total=len(todo), desc=f"prepare {config.pipeline}", disable=not progress or None)
     try:
         if workers == 1 or len(todo) <= 1:
             results = (process_one(s, cache) for s in todo)

@@ -10,28 +10,43 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from microexpr import datasets, labels, models
+from microexpr import atomicio, datasets, labels, models
 from microexpr.bundle import MANIFEST, Bundle, save_bundle
 from microexpr.config import ConfigError, ExperimentConfig
+from microexpr.datasets.problems import Report
+from microexpr.errors import DataError
+from microexpr.evaluate import leakage
+from microexpr.evaluate.leakage import EpochRecord
 from microexpr.evaluate.report import write_report
-from microexpr.inference import build_model, predict_proba
+from microexpr.inference import build_model, predict_proba, torch_device
 from microexpr.inputs import ModelInputs, encode_labels, model_inputs
+from microexpr.models.classical import ClassicalModel
 from microexpr.models.weights import LoadReport, load_pretrained
 from microexpr.plan import Plan
 from microexpr.protocols import Fold, make_folds
 from microexpr.recipe import resolve
 from microexpr.samples import Sample, subject_key
+from microexpr.train import ray_backend
+from microexpr.train.classical import fit_classical
 from microexpr.train.folds import FitPredict, run_folds
-from microexpr.train.stacked import train_folds_stacked
+from microexpr.train.stacked import (
+    predict_stacked,
+    split_folds,
+    train_folds_stacked,
+    train_stacked,
+)
 from microexpr.train.trainer import train_fold
 
 FINAL_FOLD = "all-subjects"
+# Where folds run: this machine, or Ray tasks (train/ray_backend.py).
+Backend = Literal["local", "ray"]
 
 
 def default_cache() -> Path:
@@ -40,12 +55,21 @@ def default_cache() -> Path:
     return Path(os.environ.get("MICROEXPR_CACHE", "~/.cache/microexpr")).expanduser()
 
 
-def load_samples(plan: Plan) -> list[Sample]:
-    """Read the dataset and keep the samples the taxonomy covers, relabelled to its classes."""
+def load_samples(plan: Plan, report: Report | None = None) -> list[Sample]:
+    """Read the dataset and keep the samples the taxonomy covers, relabelled to its classes.
+
+    Rows the reader skips (``on_error: skip``, its default) are in ``report``; a database of
+    which no row could be read is an error naming the first bad row.
+    """
     if plan.data.root is None:
         raise ConfigError("data.root is not set: pass --data DIR or set it in the config")
+    report = report if report is not None else Report()
     taxonomy = labels.get(plan.data.taxonomy)
-    samples = taxonomy.apply(datasets.load(plan.data.name, plan.data.root, **plan.data.options))
+    read = datasets.load(plan.data.name, plan.data.root, report=report, **plan.data.options)
+    if not read and report.errors:
+        first = report.errors[0]
+        raise DataError(first.file, f"no row could be read; the first: {first.reason}", first.row)
+    samples = taxonomy.apply(read)
     if not samples:
         raise ConfigError(f"no {plan.data.name} samples fall in taxonomy {taxonomy.name}")
     return samples
@@ -70,30 +94,59 @@ def make_fit_predict(
     targets: torch.Tensor,
     progress: bool,
     keep: Callable[[Fold, list[nn.Module]], None] | None = None,
+    processes: int | None = None,
+    record: EpochRecord | None = None,
 ) -> tuple[FitPredict, int]:
     """The callable that trains and predicts a group of folds, and the group size to use.
 
     ``keep(fold, models)`` receives each fold's trained model(s) (per-fold weights).
+    ``record(fold, history)`` receives the test probabilities of the epochs that
+    ``train.record_epochs`` names (the leakage diagnostic; per-fold engine only).
+    ``processes``: how many processes the stacked engine may split a group over (None: one
+    per core on a CPU; 1 inside a Ray task, where Ray is the parallelism).
     """
     num_classes = len(plan.classes)
     if plan.engine == "stacked":
 
         def fit_stacked(folds: list[Fold]) -> list[np.ndarray]:
-            return train_folds_stacked(
+            if keep is None:
+                return train_folds_stacked(
+                    inputs.images,
+                    targets,
+                    folds,
+                    plan.train,
+                    num_classes,
+                    plan.model_options,
+                    progress,
+                    processes,
+                )
+            net = train_stacked(
                 inputs.images, targets, folds, plan.train, num_classes, plan.model_options, progress
             )
+            for i, fold in enumerate(folds):
+                keep(fold, [net.fold_model(i)])
+            return predict_stacked(net, inputs.images, folds, torch_device(plan.train.device))
 
         return fit_stacked, plan.folds_per_call or 10**9
     subjects = [subject_key(s) for s in inputs.samples]
+    batch = plan.train.batch_size
 
     def fit_one(folds: list[Fold]) -> list[np.ndarray]:
         results = []
         for fold in folds:
-            model = fit(plan, inputs, targets, fold, subjects, progress)
+            test = inputs.subset(fold.test)
+            history: list[tuple[int, np.ndarray]] = []
+
+            def score(epoch: int, model: nn.Module, test=test, history=history) -> None:
+                history.append((epoch, predict_proba(model, test, batch, plan.train.device)))
+
+            on_epoch = score if record is not None and plan.train.record_epochs else None
+            model = fit(plan, inputs, targets, fold, subjects, progress, on_epoch)
             if keep is not None:
                 keep(fold, [model])
-            test = inputs.subset(fold.test)
-            results.append(predict_proba(model, test, plan.train.batch_size, plan.train.device))
+            results.append(predict_proba(model, test, batch, plan.train.device))
+            if on_epoch is not None:
+                record(fold, history)
         return results
 
     return fit_one, 1
@@ -106,13 +159,18 @@ def fit(
     fold: Fold,
     subjects: list[str],
     progress: bool,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> nn.Module:
     """A fresh model trained on ``fold.train`` with the Plan's fixed recipe and the fold's
-    seed. ``subjects`` (one per sample) let a validation split hold out whole subjects."""
+    seed. ``subjects`` (one per sample) let a validation split hold out whole subjects;
+    ``on_epoch`` is the trainer's diagnostic hook (a classical model has no epochs)."""
     train = plan.train.model_copy(update={"seed": fold.seed(plan.train.seed)})
     torch.manual_seed(train.seed)
     model, _ = create_model(plan)
     indices = list(fold.train)
+    if isinstance(model, ClassicalModel):  # fitted by scikit-learn, not by gradient steps
+        images, labels = inputs.subset(indices, targets, train=True)
+        return fit_classical(model, images, labels, train)
     train_fold(
         model,
         inputs.subset(indices, targets, train=True),
@@ -121,6 +179,7 @@ def fit(
         groups=[subjects[i] for i in indices],
         progress=progress,
         desc=fold.name,
+        on_epoch=on_epoch,
     )
     return model
 
@@ -169,17 +228,19 @@ def trained_on(plan: Plan, samples: list[Sample], indices: list[int]) -> dict:
 
 
 def _check_config(out_dir: Path, config: dict) -> None:
-    """Refuse a folder that holds folds of another configuration, naming the keys."""
+    """Refuse a folder that holds folds of another configuration, naming the keys (the
+    ``name``, a title, changes no result)."""
     config_file = out_dir / "config.json"
-    if not config_file.is_file():
+    if not config_file.exists():
         return
     try:
-        previous = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return  # unreadable: rewritten below, and folds are checked on their own
-    if previous == config:
+        previous = json.loads(atomicio.read_text(config_file))
+    except (ValueError, OSError) as err:  # unfinished or damaged: rewritten below
+        tqdm.write(f"{err}; written again (each fold file is checked on its own)")
         return
-    changed = sorted(_changed_keys(previous, config))
+    changed = sorted(k for k in _changed_keys(previous, config) if k != "name")
+    if not changed:
+        return
     raise ConfigError(
         f"{out_dir} holds folds of a different configuration ({', '.join(changed)} differ); "
         "use another --out or delete it"
@@ -204,6 +265,8 @@ def run_experiment(
     save_model: bool = True,
     save_fold_models: bool = False,
     workers: int | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
 ) -> dict:
     """Run (or resume) an experiment into ``out_dir``; returns the metrics written there.
 
@@ -212,7 +275,9 @@ def run_experiment(
     the protocol's first folds (smoke runs). ``cache``: the feature cache root
     (:func:`default_cache`). ``save_model``: fit a final model on every sample with the same
     fixed recipe and save it as a bundle in ``out_dir/model``; ``save_fold_models``: also
-    each fold's model in ``out_dir/fold_models/<fold>``.
+    each fold's model in ``out_dir/fold_models/<fold>``. ``backend``: ``local`` (this
+    machine; the stacked engine splits its folds over the cores) or ``ray`` (folds, members
+    and stacked parts as Ray tasks on the cluster at ``address``, or a local Ray).
     """
     start = time.perf_counter()
     if cfg.data.root is not None:
@@ -222,21 +287,36 @@ def run_experiment(
             }
         )
     plan = resolve(cfg)
-    if save_fold_models and plan.engine == "stacked":
-        raise ConfigError("per-fold weights need engine: per_fold (the stacked engine keeps none)")
+    if save_fold_models and backend == "ray":
+        raise ConfigError("per-fold weights are saved by the local backend only")
+    if plan.train.record_epochs and (backend == "ray" or plan.protocol.inner is not None):
+        raise ConfigError(
+            "train.record_epochs (a diagnostic) runs with the local backend, without protocol.inner"
+        )
+    if plan.protocol.inner is not None:
+        if save_fold_models:
+            raise ConfigError("protocol.inner: per-fold weights are not saved")
+        from microexpr.train.sweep import run_nested  # sweep.py builds on this module
+
+        return run_nested(cfg, out_dir, progress, max_folds, cache, save_model, backend, address)
     config = cfg.model_dump(mode="json")
     out_dir = Path(out_dir)
     _check_config(out_dir, config)
     if plan.weights:  # a bad weights file fails here, before any fold
         tqdm.write(create_model(plan)[1].summary())
-    samples = load_samples(plan)
+    report = Report()
+    samples = load_samples(plan, report)
     inputs = model_inputs(samples, plan, cache or default_cache(), workers, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
-    (out_dir / "plan.json").write_text(plan.model_dump_json(indent=2))
-    if inputs.failed:
-        (out_dir / "skipped.json").write_text(json.dumps(inputs.failed, indent=2))
-        tqdm.write(f"{len(inputs.failed)} samples could not be preprocessed (skipped.json)")
+    atomicio.write_text(out_dir / "config.json", json.dumps(config, indent=2))
+    atomicio.write_text(out_dir / "plan.json", plan.model_dump_json(indent=2))
+    skipped = {p.where: p.reason for p in report.errors} | inputs.failed
+    if skipped:
+        atomicio.write_text(out_dir / "skipped.json", json.dumps(skipped, indent=2))
+        tqdm.write(
+            f"{len(report.errors)} rows skipped by the reader, {len(inputs.failed)} samples "
+            "not preprocessed (skipped.json)"
+        )
     samples = inputs.samples
     targets = encode_labels(samples, plan.classes)
     folds = make_folds(plan.protocol.name, samples, **plan.protocol.options)[:max_folds]
@@ -249,16 +329,60 @@ def run_experiment(
             record = trained_on(plan, samples, list(fold.train))
             save_bundle(out_dir / "fold_models" / fold.name, members, plan, config, record)
 
-    fit_predict, group = make_fit_predict(plan, inputs, targets, progress, keep)
-    if plan.ensemble > 1:
-        fit_predict = ensembled(fit_predict, plan.ensemble)
-    predictions = run_folds(samples, folds, fit_predict, plan.classes, out_dir, group, progress)
+    if backend == "ray":
+        predictions = _run_on_ray(plan, inputs, targets, folds, out_dir, address, progress)
+    else:
+        record = None
+        if plan.train.record_epochs:
+            record = leakage.epoch_writer(out_dir / "folds", samples, plan.classes)
+        fit_predict, group = make_fit_predict(plan, inputs, targets, progress, keep, record=record)
+        if plan.ensemble > 1:
+            fit_predict = ensembled(fit_predict, plan.ensemble)
+        predictions = run_folds(samples, folds, fit_predict, plan.classes, out_dir, group, progress)
+    section = ""
+    if plan.train.record_epochs:  # the diagnostic: beside the result, never part of it
+        members = {f.name: [m.name for m in member_folds(f, plan.ensemble)] for f in folds}
+        diagnostic = leakage.best_epoch_selection(
+            predictions, plan.classes, out_dir / "folds", members
+        )
+        leakage.write_diagnostic(out_dir, diagnostic)
+        section = leakage.section(diagnostic)
+    seconds = time.perf_counter() - start
     metrics = write_report(
-        predictions, plan.classes, out_dir, config, time.perf_counter() - start, title=plan.name
+        predictions, plan.classes, out_dir, config, seconds, plan.name, plan.train.device, section
     )
     if save_model and not (out_dir / "model" / MANIFEST).is_file():
         save_final_model(plan, inputs, targets, out_dir / "model", config, progress)
     return metrics
+
+
+def _run_on_ray(
+    plan: Plan,
+    inputs: ModelInputs,
+    targets: torch.Tensor,
+    folds: list[Fold],
+    out_dir: Path,
+    address: str | None,
+    progress: bool,
+):
+    """The folds as Ray tasks: one per fold (and ensemble member) for per_fold, or the
+    stacked engine's parts (``folds_per_call`` folds, else one part per cluster CPU, as the
+    local engine splits over cores), each written as it finishes."""
+    ray_backend.connect(address)
+    fit_predict, _ = make_fit_predict(plan, inputs, targets, False, processes=1)
+    fit_predict = ray_backend.remote_fit(fit_predict, task_per_fold=plan.engine == "per_fold")
+    if plan.ensemble > 1:
+        fit_predict = ensembled(fit_predict, plan.ensemble)
+    if plan.engine == "per_fold":
+        groups = [[fold] for fold in folds]
+    elif plan.folds_per_call:
+        size = plan.folds_per_call
+        groups = [folds[i : i + size] for i in range(0, len(folds), size)]
+    else:
+        groups = split_folds(folds, ray_backend.cluster_cpus())
+    return ray_backend.run_folds_concurrently(
+        inputs.samples, groups, fit_predict, plan.classes, out_dir, progress
+    )
 
 
 def save_final_model(
@@ -276,11 +400,23 @@ def save_final_model(
     everyone = Fold(FINAL_FOLD, tuple(range(len(samples))), ())
     if plan.train.group_by_label and not plan.train.shuffle:
         everyone = group_by_label(everyone, samples, plan.classes)
-    subjects = [subject_key(s) for s in samples]
-    members = [
-        fit(plan, inputs, targets, member, subjects, progress)
-        for member in member_folds(everyone, plan.ensemble)
-    ]
+    if plan.engine == "stacked":  # every member in one stack, as the folds were trained
+        net = train_stacked(
+            inputs.images,
+            targets,
+            member_folds(everyone, plan.ensemble),
+            plan.train,
+            len(plan.classes),
+            plan.model_options,
+            progress,
+        )
+        members = [net.fold_model(i) for i in range(net.folds)]
+    else:
+        subjects = [subject_key(s) for s in samples]
+        members = [
+            fit(plan, inputs, targets, member, subjects, progress)
+            for member in member_folds(everyone, plan.ensemble)
+        ]
     record = trained_on(plan, samples, list(everyone.train))
     save_bundle(path, members, plan, config, record)
     manifest = json.loads((path / MANIFEST).read_text())
