@@ -136,8 +136,8 @@ def test_settings_are_checked_with_the_key_named():
         settings_from(["train.epochs=3"])
     with pytest.raises(ValueError, match="thresold"):
         settings_from(["analyze.thresold=5"])
-    with pytest.raises(ValueError, match="analyze.method: unknown spotter 'learned'"):
-        Analyzer(method="learned")
+    with pytest.raises(ValueError, match="analyze.method: unknown spotter 'softnet'"):
+        Analyzer(method="softnet")
     with pytest.raises(ValueError, match="analyze.regions: unknown"):
         Analyzer(regions=("cheek",))
     assert {"region_flow", "region_difference", "frame_difference"} <= set(SPOTTERS)

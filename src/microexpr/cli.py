@@ -601,6 +601,35 @@ def analyze_command(
         raise typer.Exit(1)
 
 
+@app.command("spot")
+def spot_command(
+    config: Annotated[
+        str, typer.Argument(help="Spotter recipe, e.g. configs/spotter_softnet.yaml.")
+    ],
+    data: Annotated[str, typer.Option(help="Long-video database folder.")],
+    out: Annotated[str, typer.Option(help="Output folder (folds, report, spotter.json).")],
+    layout: Annotated[
+        str, typer.Option(help="casme_sq, samm_lv, casme3_lv or synthetic (MP4s + truth.csv).")
+    ] = "casme_sq",
+    model: Annotated[
+        str | None, typer.Option(help="Model bundle: also label the hits (STRS).")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Recipe override KEY=VALUE (repeatable).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="Where the model runs: cpu, cuda, cuda:N.")] = "cpu",
+    quiet: QuietOption = False,
+) -> None:
+    """Learned spotter under leave-one-subject-out on long videos: per-fold predictions,
+    pooled MEGC figures, and the final spotter fitted on all subjects (docs/analyze.md)."""
+    from microexpr.analyze.learned_cli import spot_command as run
+
+    def echo(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    run(config, data, out, layout, model, overrides, device, _progress(quiet), echo)
+
+
 @app.command("demo")
 def demo(
     out: Annotated[str, typer.Option(help="Output folder.")] = "runs/demo",

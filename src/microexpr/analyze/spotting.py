@@ -168,6 +168,10 @@ def check_settings(settings: AnalyzeSettings) -> None:
     """Refuse an unknown spotter, flow method, region or combination before any video."""
     if settings.method not in SPOTTERS:
         raise ValueError(f"analyze.method: {SPOTTERS.unknown(settings.method)}")
+    if settings.method == "learned":
+        from microexpr.analyze.learned import spotter_for  # it builds on this module
+
+        spotter_for(settings)  # a missing or damaged spotter file fails before any video
     _check_flow(settings.flow)
     known = region_boxes(np.zeros((68, 2)))
     unknown = sorted(set(settings.regions) - set(known))
@@ -365,6 +369,15 @@ def region_difference(track: FaceTrack, settings: AnalyzeSettings) -> MotionSign
                 raw[i] = apex_scores(window, 0, 2 * k, track.reference, stabilise=False)[k]
         scores.append(noise_units(raw))
     return MotionSignal(windows, np.array(scores), {"face": raw})
+
+
+@SPOTTERS.register("learned")
+def learned(track: FaceTrack, settings: AnalyzeSettings) -> MotionSignal:
+    """A spotter fitted by ``microexpr spot`` (``analyze.spotter``: its ``spotter.json``):
+    SoftNet-style apex scores regressed from this module's region flow (``analyze/learned.py``)."""
+    from microexpr.analyze.learned import learned_signal
+
+    return learned_signal(track, settings)
 
 
 # --------------------------------------------------------------------------------------------
