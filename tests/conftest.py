@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real data would be, and small flow-image sets."""
+"""Shared fixtures: where the real data would be, small flow-image sets, a tiny bundle."""
 
 from __future__ import annotations
 
@@ -42,3 +42,23 @@ def flow_records() -> list[tuple[str, str, str, np.ndarray]]:
         for subject in subjects
         for k in range(4)
     ]
+
+
+def train_tiny_bundle(run_dir: Path) -> Path:
+    """A flow-image STSTNet bundle trained for one epoch on random flow images of three
+    subjects (one fold scored): ``run_dir/model``. For tests that need any real bundle."""
+    from microexpr.config import config_from
+    from microexpr.synth.replicas.flow_images import write_flat
+    from microexpr.train.experiment import run_experiment
+
+    rng = np.random.default_rng(0)
+    classes = ("negative", "positive", "surprise")
+    records = [
+        (f"s{s}", f"s{s}_{k}", classes[k % 3], rng.integers(0, 256, (28, 28, 3), np.uint8))
+        for s in range(3)
+        for k in range(3)
+    ]
+    data = write_flat(records, run_dir.parent / f"{run_dir.name}_flow").parent
+    cfg = config_from({"data": {"root": str(data)}, "train": {"epochs": 1, "batch_size": 8}})
+    run_experiment(cfg, run_dir, progress=False, max_folds=1)
+    return run_dir / "model"

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import train_tiny_bundle
 from test_analyze_video import (
     corrupt_avi_frame,
     numbered_frames,
@@ -28,10 +29,7 @@ from microexpr.analyze.spotting import Interval
 from microexpr.analyze.track import track_face
 from microexpr.bundle import BundleError
 from microexpr.cli import app, main
-from microexpr.config import config_from
 from microexpr.synth.long_videos import generate_long_videos, write_long_video
-from microexpr.synth.replicas.flow_images import write_flat
-from microexpr.train.experiment import run_experiment
 
 CLASSES = ("negative", "positive", "surprise")
 
@@ -54,17 +52,7 @@ def video_file(long_video, tmp_path_factory) -> Path:
 def bundle(tmp_path_factory) -> Path:
     """A flow-image STSTNet trained for one epoch on random flow images (its Plan reads the
     reader's files, so analyze gives it the recipe's flow_image pipeline)."""
-    root = tmp_path_factory.mktemp("bundle")
-    rng = np.random.default_rng(0)
-    records = [
-        (f"s{s}", f"s{s}_{k}", CLASSES[k % 3], rng.integers(0, 256, (28, 28, 3), np.uint8))
-        for s in range(3)
-        for k in range(3)
-    ]
-    data = write_flat(records, root / "flow").parent
-    cfg = config_from({"data": {"root": str(data)}, "train": {"epochs": 1, "batch_size": 8}})
-    run_experiment(cfg, root / "run", progress=False, max_folds=1)
-    return root / "run" / "model"
+    return train_tiny_bundle(tmp_path_factory.mktemp("bundle") / "run")
 
 
 def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str]:

@@ -195,7 +195,7 @@ def test_sheets_load_or_name_the_file(suffix, grid):
     check_sheet(suffix, grid)
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # 400 inputs per case: minutes, a measurement rather than a CI step
 @pytest.mark.parametrize("suffix", [".xlsx", ".xls", ".csv"])
 @fuzz(MANY)
 @given(grid=GRIDS)
@@ -389,7 +389,7 @@ def test_every_reader_loads_or_names_the_file(templates, name, ops, on_error):
     check_reader(name, templates[name], ops, on_error)
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # 400 inputs per case: minutes, a measurement rather than a CI step
 @pytest.mark.parametrize("name", sorted(datasets.READERS))
 @fuzz(MANY)
 @given(ops=OPS, on_error=st.sampled_from(["skip", "raise"]))

@@ -263,7 +263,7 @@ def test_a_run_killed_while_a_file_is_written_resumes_to_the_same_result(
     assert written in hit, hit
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # 20 kills and re-runs: about 15 min, a measurement rather than a CI step
 def test_twenty_kills_at_random_moments_all_survived(runner, baseline, tmp_path_factory):
     phases = list(PHASES)
     hits = []

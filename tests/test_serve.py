@@ -19,17 +19,15 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
+from conftest import train_tiny_bundle
 from fastapi.testclient import TestClient  # noqa: E402
 
-from microexpr.config import config_from  # noqa: E402
 from microexpr.serve.app import create_app  # noqa: E402
 from microexpr.serve.command import serve_command  # noqa: E402
 from microexpr.serve.jobs import Job, JobQueue  # noqa: E402
 from microexpr.serve.settings import ServeSettings, is_loopback  # noqa: E402
 from microexpr.serve.uploads import display_name  # noqa: E402
 from microexpr.synth.long_videos import generate_long_videos, write_long_video  # noqa: E402
-from microexpr.synth.replicas.flow_images import write_flat  # noqa: E402
-from microexpr.train.experiment import run_experiment  # noqa: E402
 
 CLASSES = ("negative", "positive", "surprise")
 
@@ -48,15 +46,7 @@ def tiny_video(tmp_path_factory) -> tuple[Path, object]:
 def models_dir(tmp_path_factory) -> Path:
     """A folder with one flow-image STSTNet bundle (one epoch on random flow images)."""
     root = tmp_path_factory.mktemp("models")
-    rng = np.random.default_rng(0)
-    records = [
-        (f"s{s}", f"s{s}_{k}", CLASSES[k % 3], rng.integers(0, 256, (28, 28, 3), np.uint8))
-        for s in range(3)
-        for k in range(3)
-    ]
-    data = write_flat(records, root / "flow").parent
-    cfg = config_from({"data": {"root": str(data)}, "train": {"epochs": 1, "batch_size": 8}})
-    run_experiment(cfg, root / "runs" / "tiny", progress=False, max_folds=1)
+    train_tiny_bundle(root / "runs" / "tiny")
     return root / "runs"
 
 

@@ -15,13 +15,10 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
+from conftest import train_tiny_bundle
 
-from microexpr.config import config_from
 from microexpr.synth.long_videos import generate_long_videos, write_long_video
-from microexpr.synth.replicas.flow_images import write_flat
-from microexpr.train.experiment import run_experiment
 
 CLASSES = ("negative", "positive", "surprise")
 CHROMIUM = os.environ.get("MICROEXPR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -42,15 +39,7 @@ def free_port() -> int:
 
 def tiny_bundle(root: Path) -> Path:
     """A folder of model bundles holding one flow-image STSTNet (one epoch, random images)."""
-    rng = np.random.default_rng(0)
-    records = [
-        (f"s{s}", f"s{s}_{k}", CLASSES[k % 3], rng.integers(0, 256, (28, 28, 3), np.uint8))
-        for s in range(3)
-        for k in range(3)
-    ]
-    data = write_flat(records, root / "flow").parent
-    cfg = config_from({"data": {"root": str(data)}, "train": {"epochs": 1, "batch_size": 8}})
-    run_experiment(cfg, root / "models" / "demo", progress=False, max_folds=1)
+    train_tiny_bundle(root / "models" / "demo")
     return root / "models"
 
 

@@ -62,7 +62,7 @@ import numpy as np
 from microexpr.analyze.settings import AnalyzeSettings
 from microexpr.analyze.track import FaceTrack
 from microexpr.preprocess import faces
-from microexpr.preprocess.flow import FLOW_METHODS
+from microexpr.preprocess.flow import FLOW_METHODS, flow_pairs
 from microexpr.preprocess.spotting import apex_scores, spotting_regions
 from microexpr.registry import Registry
 
@@ -212,10 +212,11 @@ def _dis() -> cv2.DISOpticalFlow:
 
 def fast_flow(prev: np.ndarray, nxt: np.ndarray, method: str = "dis") -> np.ndarray:
     """(H, W, 2) flow between gray faces: ``dis`` (OpenCV's DIS, :func:`_dis`, about 0.5 ms
-    at 112 x 112) or a :data:`~microexpr.preprocess.flow.FLOW_METHODS` name."""
+    at 112 x 112) or a :data:`~microexpr.preprocess.flow.FLOW_METHODS` name, through
+    ``flow_pairs`` (``tvl1`` runs in PyTorch on a CUDA GPU when there is one)."""
     if method == "dis":
         return _dis().calc(prev, nxt, None)
-    return FLOW_METHODS.get(method)(prev, nxt)
+    return flow_pairs([prev], [nxt], method)[0]
 
 
 def _check_flow(method: str) -> None:
