@@ -253,7 +253,9 @@ def test_max_folds_makes_a_smoke_run(setup, tmp_path, capsys):
     assert len(list((tmp_path / "out" / "folds").glob("*.csv"))) == 1
 
 
-@pytest.mark.parametrize("command", ["train", "benchmark composite", "prepare", "analyze"])
+@pytest.mark.parametrize(
+    "command", ["train", "benchmark composite", "prepare", "analyze", "demo", "spot", "sweep"]
+)
 def test_quiet_exists(command, capsys):
     code, text = run_cli([*command.split(), "--help"], capsys)
     assert code == 0 and "--quiet" in text
@@ -270,3 +272,15 @@ def test_piped_output_has_no_progress_codes(setup, tmp_path):
     assert done.returncode == 0, done.stderr.decode()
     output = done.stdout + done.stderr
     assert b"\r" not in output and b"\x1b[" not in output
+
+
+def test_the_demo_piped_has_no_progress_codes(tmp_path):
+    """The main job, piped as CI or a log file would take it (a tiny demo: about 10 s)."""
+    script = Path(sys.executable).with_name("microexpr")
+    argv = ["demo", "--epochs", "2", "--subjects", "3", "--clips", "3", "--out", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    done = subprocess.run([str(script), *argv], capture_output=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()
+    output = done.stdout + done.stderr
+    assert b"\r" not in output and b"\x1b[" not in output
+    assert (tmp_path / "analysis" / "s01_v01" / "timeline.png").is_file()

@@ -637,6 +637,7 @@ def demo(
     clips: Annotated[int, typer.Option(help="Clips per subject.")] = 12,
     epochs: Annotated[int, typer.Option(help="Epochs per fold.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """The whole pipeline on synthetic flow images the project makes itself (no files needed).
 
@@ -662,7 +663,7 @@ def demo(
         model=ModelConfig(name="ststnet"),
         train=TrainConfig(epochs=epochs, batch_size=64, lr=1e-3, seed=seed),
     )
-    _print_metrics(run_experiment(cfg, out_dir / "result"), f"{out}/result")
+    _print_metrics(run_experiment(cfg, out_dir / "result", _progress(quiet)), f"{out}/result")
     _demo_long_video(out_dir, seed)
 
 
