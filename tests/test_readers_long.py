@@ -265,3 +265,10 @@ def test_an_unreadable_frame_is_an_error(tmp_path):
     result = CliRunner().invoke(app, ["datasets", "check", "casme3_lv", str(tmp_path)])
     assert result.exit_code == 1
     assert f"{other}: error: cannot read image: empty file" in result.output.replace("\n", "")
+
+
+def test_datasets_list_names_the_long_video_readers():
+    result = CliRunner().invoke(app, ["datasets", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    rows = [line for line in result.output.splitlines() if "long videos" in line]
+    assert sorted(line.split()[1] for line in rows) == sorted(VIDEO_READERS.names())

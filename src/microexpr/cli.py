@@ -40,12 +40,14 @@ def models_list() -> None:
 
 @datasets_app.command("list")
 def datasets_list() -> None:
-    """List registered database readers."""
-    from microexpr import datasets
+    """List registered database readers: coded clips and images, then long videos."""
+    from microexpr.datasets.registry import READERS, VIDEO_READERS
 
-    table = Table("name", "description")
-    for name, description in datasets.names().items():
-        table.add_row(name, description)
+    table = Table("name", "gives", "description")
+    for name, entry in READERS.items():
+        table.add_row(name, "samples", entry.description)
+    for name, entry in VIDEO_READERS.items():
+        table.add_row(name, "long videos", entry.description)
     console.print(table)
 
 
