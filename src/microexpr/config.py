@@ -289,9 +289,9 @@ def validate(schema: type[BaseModel], raw: dict, source: str) -> BaseModel:
         raise ConfigError(f"{source}: {problems}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment file and apply ``--set`` overrides; unknown keys and bad values
-    are errors that name the key."""
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML file's top-level mapping (an empty file: {}); bad YAML or another kind of value
+    is a ConfigError naming the file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -299,7 +299,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, found {type(raw).__name__}")
-    return config_from(raw, overrides, source=str(path))
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment file and apply ``--set`` overrides; unknown keys and bad values
+    are errors that name the key."""
+    return config_from(read_yaml_mapping(path), overrides, source=str(path))
 
 
 def config_from(

@@ -49,7 +49,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold
@@ -63,7 +62,7 @@ from microexpr.analyze.spotting import (
     region_flow_parts,
 )
 from microexpr.analyze.track import FaceTrack
-from microexpr.config import ConfigError, merge, parse_overrides, validate
+from microexpr.config import merge, parse_overrides, read_yaml_mapping, validate
 from microexpr.evaluate.spotting import SpottingScores, spotting_scores
 from microexpr.protocols import make_folds
 from microexpr.samples import Event, Video, subject_key
@@ -144,13 +143,7 @@ class SpotterConfig(_Strict):
 def load_spotter_config(path: str | Path, overrides: list[str] | None = None) -> SpotterConfig:
     """Read a spotter recipe and apply ``--set KEY=VALUE`` overrides; an unknown key or a bad
     value is refused with the dotted key named."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys, found {type(raw).__name__}")
+    raw = read_yaml_mapping(path)
     return validate(SpotterConfig, merge(raw, parse_overrides(overrides or [])), str(path))
 
 

@@ -244,6 +244,13 @@ def per_subject(clips: Sequence[ClipLike]) -> list[tuple[ClipLike, int]]:
     return out
 
 
+def aus_cell(aus: Sequence[str]) -> int | str:
+    """An action-unit cell as the sheets hold it: a number when it is one AU ("12"), else
+    the text ("6+12")."""
+    text = "+".join(aus)
+    return int(text) if text.isdigit() else text
+
+
 def sheet_cell(value: int | None, marker: str) -> int | str:
     """A frame-number cell, or the database's "not coded" marker (``/``, ``-``, ``\\``)."""
     return marker if value is None else value

@@ -15,7 +15,7 @@ from microexpr.datasets.casme_sq import (
 )
 from microexpr.samples import Event, Video
 from microexpr.synth.long_videos import LONG_WRITERS, LongVideo, plan_events
-from microexpr.synth.replicas._common import write_images, write_xlsx
+from microexpr.synth.replicas._common import aus_cell, write_images, write_xlsx
 
 # The real subject folders (naming rule1) and videos (naming rule2 + the folder names, one
 # spelt "unnyfarting" as on disk), docs/datasets.md "CAS(ME)^2".
@@ -57,11 +57,6 @@ VIDEOS = (
 TYPE_CELL = {"micro": "micro-expression", "macro": "macro-expression"}
 SELF_REPORT = {"positive": "happiness", "negative": "disgust", "surprise": "surprise"}
 QUIRKS = ("offset_zero", "apex_zero", "offset_before_apex")
-
-
-def _aus_cell(aus: Sequence[str]) -> int | str:
-    text = "+".join(aus)
-    return int(text) if text.isdigit() else text
 
 
 @LONG_WRITERS.register(DATASET)
@@ -121,7 +116,7 @@ def write_casme_sq(
                     onset,
                     apex,
                     offset,
-                    _aus_cell(event.aus),
+                    aus_cell(event.aus),
                     emotion,
                     TYPE_CELL[event.type],
                     report,

@@ -8,7 +8,7 @@ from pathlib import Path
 from microexpr.datasets.samm_lv import DATASET, FPS
 from microexpr.samples import Event, Video
 from microexpr.synth.long_videos import LONG_WRITERS, LongVideo, plan_events
-from microexpr.synth.replicas._common import write_images, write_xlsx
+from microexpr.synth.replicas._common import aus_cell, write_images, write_xlsx
 from microexpr.synth.replicas.samm import SAMM_HEADER
 
 PREAMBLE = [
@@ -43,11 +43,6 @@ HEADER = [
 ]
 QUIRKS = ("fractional", "apex_minus_one", "onset_zero", "offset_past_end")
 TYPE_CELL = {"micro": "Micro - 1/2", "macro": "Macro"}
-
-
-def _aus_cell(aus: Sequence[str]) -> int | str:
-    text = "+".join(aus)
-    return int(text) if text.isdigit() else text
 
 
 @LONG_WRITERS.register(DATASET)
@@ -109,7 +104,7 @@ def write_samm_lv(
                     offset,
                     "=" + formula,
                     TYPE_CELL[event.type],
-                    _aus_cell(event.aus),
+                    aus_cell(event.aus),
                     None,
                 ]
             )
