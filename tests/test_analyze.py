@@ -86,6 +86,23 @@ def test_the_analyzer_spots_and_labels_the_planted_expressions(long_video, bundl
     assert analysis.pictures[0].shape == (224, 448, 3)
 
 
+def test_an_onnx_export_labels_the_events_as_its_bundle_does(long_video, bundle, tmp_path):
+    """`analyze --model` takes an exported bundle too: the network then runs in ONNX Runtime."""
+    pytest.importorskip("onnxruntime")
+    from microexpr.export import export_onnx
+
+    export_onnx(bundle, tmp_path / "onnx")
+    torch_events = Analyzer(model=bundle).analyze(long_video.frames, fps=30.0).events
+    onnx_analyzer = Analyzer(model=tmp_path / "onnx")  # as `analyze --model DIR` loads it
+    assert onnx_analyzer.bundle.runtime == "onnx"
+    onnx_events = onnx_analyzer.analyze(long_video.frames, fps=30.0).events
+    columns = [f"p_{c}" for c in CLASSES]
+    assert list(onnx_events["onset"]) == list(torch_events["onset"])
+    assert list(onnx_events["label"]) == list(torch_events["label"])
+    difference = np.abs(onnx_events[columns].to_numpy() - torch_events[columns].to_numpy())
+    assert difference.max() <= 1e-4
+
+
 def test_without_a_model_it_spots_only(long_video):
     analysis = Analyzer(threshold=4.0).analyze(long_video.frames, fps=30.0)
     assert len(analysis.events) == 2 and (analysis.events["label"] == "").all()
