@@ -223,6 +223,11 @@ QuietOption = Annotated[
 ]
 
 
+def _with_data(data: str | None, overrides: list[str] | None) -> list[str]:
+    """The ``--set`` overrides, with ``--data`` as ``data.root`` first."""
+    return [*([f"data.root={data}"] if data is not None else []), *(overrides or [])]
+
+
 def _progress(quiet: bool) -> bool:
     """Progress bars only on a terminal: never in a pipe or a log file, never with --quiet
     or a true ``TQDM_DISABLE`` (tqdm's own switch)."""
@@ -339,8 +344,7 @@ def train_command(
     from microexpr.config import load_config
     from microexpr.train.experiment import run_experiment
 
-    extra = [f"data.root={data}"] if data is not None else []
-    cfg = load_config(config, [*extra, *(overrides or [])])
+    cfg = load_config(config, _with_data(data, overrides))
     metrics = run_experiment(
         cfg,
         Path(out),
@@ -394,8 +398,7 @@ def sweep_command(
     from microexpr.config import load_config
     from microexpr.train.sweep import parse_grid, run_sweep
 
-    extra = [f"data.root={data}"] if data is not None else []
-    cfg = load_config(config, [*extra, *(overrides or [])])
+    cfg = load_config(config, _with_data(data, overrides))
     metrics = run_sweep(
         cfg,
         parse_grid(grid),

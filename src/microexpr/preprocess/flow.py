@@ -9,6 +9,7 @@ in pixels, mapping the first frame onto the second.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -97,7 +98,9 @@ def flow_pairs(
     return np.stack([method_fn(a, b) for a, b in zip(prevs, nexts, strict=True)])
 
 
+@functools.cache
 def _cuda_available() -> bool:
+    """Asked once per process: ``flow_pairs`` may be called for every frame pair."""
     import torch
 
     return torch.cuda.is_available()

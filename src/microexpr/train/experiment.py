@@ -256,6 +256,15 @@ def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
+def with_absolute_root(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with ``data.root`` made absolute, so a relative and an absolute path to the same
+    folder are one configuration for the resume check."""
+    if cfg.data.root is None:
+        return cfg
+    data = cfg.data.model_copy(update={"root": str(Path(cfg.data.root).resolve())})
+    return cfg.model_copy(update={"data": data})
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     out_dir: Path,
@@ -280,12 +289,7 @@ def run_experiment(
     and stacked parts as Ray tasks on the cluster at ``address``, or a local Ray).
     """
     start = time.perf_counter()
-    if cfg.data.root is not None:
-        cfg = cfg.model_copy(
-            update={
-                "data": cfg.data.model_copy(update={"root": str(Path(cfg.data.root).resolve())})
-            }
-        )
+    cfg = with_absolute_root(cfg)
     plan = resolve(cfg)
     if save_fold_models and backend == "ray":
         raise ConfigError("per-fold weights are saved by the local backend only")

@@ -177,13 +177,13 @@ def train_stacked(
 ) -> StackedSTSTNet:
     """One STSTNet per fold (fold-seeded init), all trained at once in this process."""
     device = torch_device(cfg.device)
+    seeds = [fold.seed(cfg.seed) for fold in folds]
     models = []
-    for fold in folds:
-        torch.manual_seed(fold.seed(cfg.seed))
+    for seed in seeds:
+        torch.manual_seed(seed)
         models.append(ststnet(num_classes, images.shape[1], **(model_kwargs or {})))
     net = StackedSTSTNet(models).to(device)
     patches, targets = conv_patches(images.to(device)), targets.to(device)
-    seeds = [fold.seed(cfg.seed) for fold in folds]
     loaders = [fold_loader(len(f.train), cfg, s) for f, s in zip(folds, seeds, strict=True)]
     everyone = torch.tensor(sorted({i for f in folds for i in f.train}), dtype=torch.long)
     fixed = None if cfg.shuffle else [_only_used(s) for s in epoch_steps(folds, loaders, everyone)]

@@ -44,6 +44,7 @@ from microexpr.train.experiment import (
     load_samples,
     make_fit_predict,
     save_final_model,
+    with_absolute_root,
 )
 from microexpr.train.folds import FitPredict, run_folds
 from microexpr.train.stacked import split_folds
@@ -90,11 +91,19 @@ def inner_folds(outer: Fold, samples: list[Sample], splits: int) -> list[Fold]:
 class Candidate:
     """One setting: its config, Plan, inputs and fold trainer (one thread, no processes)."""
 
-    def __init__(self, base: dict, overrides: list[str], cache: Path | None):
+    def __init__(
+        self,
+        base: dict,
+        overrides: list[str],
+        cache: Path | None,
+        samples: list[Sample] | None = None,
+    ):
+        """``samples``: the dataset as another candidate read it (a sweep cannot change
+        ``data``, so it is read once); None reads it."""
         self.overrides = overrides
         self.config = config_from(base, overrides)
         self.plan = resolve(self.config)
-        self.samples = load_samples(self.plan)
+        self.samples = samples if samples is not None else load_samples(self.plan)
         self.inputs = model_inputs(self.samples, self.plan, cache)
         if self.inputs.failed:
             raise ConfigError(f"{overrides}: some samples could not be preprocessed")
@@ -185,15 +194,14 @@ def run_sweep(
     start = time.perf_counter()
     if cfg.protocol.inner is not None:
         raise ConfigError("protocol.inner is set: run it with `microexpr train`, or drop it")
-    if cfg.data.root is not None:
-        root = str(Path(cfg.data.root).resolve())
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": root})})
-        if record_config is not None:
-            record_config = {**record_config, "data": {**record_config["data"], "root": root}}
+    cfg = with_absolute_root(cfg)
+    if cfg.data.root is not None and record_config is not None:
+        record_config = {**record_config, "data": {**record_config["data"], "root": cfg.data.root}}
     base = cfg.model_dump(mode="json")
     cache = Path(cache) if cache else default_cache()
     settings = candidates(grid)
-    built = [Candidate(base, overrides, cache) for overrides in settings]  # all checked first
+    first = Candidate(base, settings[0], cache)  # all checked before any training
+    built = [first, *(Candidate(base, o, cache, first.samples) for o in settings[1:])]
     samples = built[0].inputs.samples
     if any([s.id for s in c.inputs.samples] != [s.id for s in samples] for c in built):
         raise ConfigError("the candidates read different samples; a sweep must not change them")
