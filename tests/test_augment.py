@@ -29,6 +29,27 @@ def test_flip_always_mirrors_images_and_clips():
     assert torch.allclose(flipped, images.flip(-1), atol=1e-4)
 
 
+def test_a_flip_of_a_flow_input_negates_its_horizontal_flow():
+    flow = torch.randint(0, 256, (4, 3, 6, 6)).float()  # u, v, strain min-max scaled 0..255
+    cfg = AugmentConfig(hflip=1.0, flip_reflect=(0, 127.5))
+    for flipped in (
+        augment_batch(flow, cfg),
+        augment_batch(flow, cfg.model_copy(update={"rotation": 1e-6})),
+    ):
+        torch.testing.assert_close(flipped[:, 0], 255 - flow[:, 0].flip(-1), atol=1e-3, rtol=0)
+        torch.testing.assert_close(flipped[:, 1:], flow[:, 1:].flip(-1), atol=1e-3, rtol=0)
+    # min-max scaling of -u is 255 minus that of u, so the reflection is exact for such images
+    u = torch.randn(6, 6)
+    scaled = lambda a: (a - a.min()) / (a.max() - a.min()) * 255  # noqa: E731
+    torch.testing.assert_close(scaled(-u), 255 - scaled(u), atol=1e-4, rtol=0)
+    clips = torch.rand(3, 3, 4, 6, 6) * 2 - 1  # flow_max clips: u reflects about 0
+    flipped = augment_batch(clips, AugmentConfig(hflip=1.0, flip_reflect=(0, 0.0)))
+    assert torch.equal(flipped[:, 0], -clips[:, 0].flip(-1))
+    assert torch.equal(flipped[:, 1:], clips[:, 1:].flip(-1))
+    none = augment_batch(flow, AugmentConfig(hflip=0.0, flip_reflect=(0, 127.5)))
+    assert torch.equal(none, flow)
+
+
 def test_grayscale_equalises_colour_channels_only():
     x = torch.rand(4, 3, 6, 6)
     gray = augment_batch(x, AugmentConfig(grayscale=1.0))

@@ -7,12 +7,20 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from microexpr.config import DataConfig, ExperimentConfig, TrainConfig
+from microexpr.config import AugmentConfig, DataConfig, ExperimentConfig, TrainConfig
 from microexpr.inference import predict_proba
 from microexpr.models.flow_nets import StackedSTSTNet, conv_patches, ststnet
 from microexpr.protocols import Fold
 from microexpr.recipe import resolve
-from microexpr.train.stacked import CellDropout, split_folds, train_folds_stacked
+from microexpr.train.stacked import (
+    CellDropout,
+    FlipDraw,
+    mirrored,
+    predict_stacked,
+    split_folds,
+    train_folds_stacked,
+    train_stacked,
+)
 from microexpr.train.trainer import train_fold
 
 
@@ -126,6 +134,37 @@ def test_auto_stacks_ststnet_on_every_device_and_not_other_recipes():
     assert resolve(ExperimentConfig(data=DataConfig(root="x"))).engine == "stacked"
     focal = ExperimentConfig(data=DataConfig(root="x"), train=TrainConfig(loss="focal"))
     assert resolve(focal).engine == "per_fold"
+    flips = TrainConfig(augment=AugmentConfig(hflip=0.5))
+    plan = resolve(ExperimentConfig(data=DataConfig(root="x"), train=flips))
+    assert plan.engine == "stacked"
+    assert plan.train.augment.flip_reflect == (0, 127.5)  # raw u/v/strain: u reflects
+    turns = TrainConfig(augment=AugmentConfig(hflip=0.5, rotation=5))
+    assert resolve(ExperimentConfig(data=DataConfig(root="x"), train=turns)).engine == "per_fold"
+
+
+def test_stacked_flips_train_on_the_mirrored_flow_images():
+    """hflip 1 feeds every sample mirrored with u negated: the same training as no
+    augmentation on the mirrored images; hflip 0.5 mirrors about half of the samples."""
+    images, targets = _data()
+    flip = AugmentConfig(hflip=1.0, flip_reflect=(0, 127.5))
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-3, device="cpu")
+    cpu = torch.device("cpu")
+    always = cfg.model_copy(update={"augment": flip})
+    on_mirrored = train_stacked(mirrored(images, flip), targets, FOLDS, cfg, 3, None, False)
+    flipped = train_stacked(images, targets, FOLDS, always, 3, None, False)
+    plain = train_stacked(images, targets, FOLDS, cfg, 3, None, False)
+    for a, b in zip(on_mirrored.parameters(), flipped.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(plain.conv_matrix(), flipped.conv_matrix(), atol=1e-4)
+    half = cfg.model_copy(update={"augment": flip.model_copy(update={"hflip": 0.5})})
+    halves = predict_stacked(train_stacked(images, targets, FOLDS, half, 3), images, FOLDS, cpu)
+    for a, b in zip(halves, predict_stacked(plain, images, FOLDS, cpu), strict=True):
+        assert not np.allclose(a, b, atol=1e-4)
+    draw = FlipDraw(0, 0.5, 1000, cpu)
+    rows = draw.rows(torch.arange(1000), torch.tensor(3), 0)
+    assert abs((rows >= 1000).float().mean().item() - 0.5) < 0.05
+    assert not torch.equal(rows, draw.rows(torch.arange(1000), torch.tensor(4), 0))
+    assert torch.equal(rows % 1000, torch.arange(1000))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

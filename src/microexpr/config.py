@@ -124,6 +124,10 @@ class AugmentConfig(_Strict):
     """What to draw per training sample (train/augment.py); all off by default. Degrees."""
 
     hflip: float = Field(0.0, ge=0, le=1)  # probability of a horizontal flip
+    # (channel, centre): a flip also maps that channel's values v to 2 * centre - v, since a
+    # mirror reverses the sign of horizontal motion u. recipe.resolve sets it for flow inputs
+    # (u is channel 0; the centre follows the scaling); None elsewhere: a plain mirror.
+    flip_reflect: tuple[int, float] | None = None
     rotation: float = Field(0.0, ge=0)  # uniform angle in [-rotation, rotation]
     grayscale: float = Field(0.0, ge=0, le=1)  # probability of graying a 3-channel sample
     translate: float = Field(0.0, ge=0, lt=1)  # uniform shift up to this fraction of the side

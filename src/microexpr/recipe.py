@@ -14,7 +14,13 @@ from collections.abc import Callable, Mapping
 import torch
 
 from microexpr import datasets, labels, losses, models
-from microexpr.config import ConfigError, ExperimentConfig, PreprocessConfig, TrainConfig
+from microexpr.config import (
+    AugmentConfig,
+    ConfigError,
+    ExperimentConfig,
+    PreprocessConfig,
+    TrainConfig,
+)
 from microexpr.datasets.registry import Provides
 from microexpr.plan import Plan
 from microexpr.preprocess.pipelines import resolve_preprocess
@@ -59,7 +65,9 @@ def resolve(cfg: ExperimentConfig) -> Plan:
     _check_loss(cfg.train, len(taxonomy.classes))
     protocol = _named("protocol.name", PROTOCOLS.get, cfg.protocol.name)
     check_options(protocol, cfg.protocol.options, "protocol.options", positional=1)
-    train = cfg.train.model_copy(update={"device": resolve_device(cfg.train.device)})
+    train = cfg.train.model_copy(
+        update={"device": resolve_device(cfg.train.device), "augment": _augment(cfg.train, spec)}
+    )
     return Plan(
         name=cfg.name,
         data=cfg.data,
@@ -76,6 +84,34 @@ def resolve(cfg: ExperimentConfig) -> Plan:
         folds_per_call=cfg.folds_per_call,
         ensemble=cfg.ensemble,
     )
+
+
+# Where a flow input's values of zero horizontal motion lie, by scaling: min-max scaled
+# images reflect about the middle of their range, flow_max clips about 0.
+FLOW_CENTRE = {"raw": 127.5, "unit": 0.5, "flow_max": 0.0}
+FLOW_KINDS = ("flow_image", "flow_regions", "flow_clip")
+
+
+def _augment(train: TrainConfig, spec: InputSpec) -> AugmentConfig | None:
+    """The augmentation with a flip's reflection of u filled in for flow inputs (channel 0)."""
+    augment = train.augment
+    if augment is None or not augment.hflip:
+        return augment
+    if augment.flip_reflect is not None:
+        if not 0 <= augment.flip_reflect[0] < spec.in_chans:
+            raise ConfigError(
+                f"train.augment.flip_reflect: channel {augment.flip_reflect[0]} of an input "
+                f"with {spec.in_chans} channels"
+            )
+        return augment
+    if spec.kind not in FLOW_KINDS:
+        return augment
+    if spec.scaling not in FLOW_CENTRE:
+        raise ConfigError(
+            f"train.augment.hflip on {spec.kind} scaled {spec.scaling!r}: set "
+            "train.augment.flip_reflect to [0, value of zero horizontal flow]"
+        )
+    return augment.model_copy(update={"flip_reflect": (0, FLOW_CENTRE[spec.scaling])})
 
 
 def input_spec(declared: InputSpec, cfg: ExperimentConfig) -> InputSpec:
@@ -143,14 +179,16 @@ def resolve_device(name: str) -> str:
 
 
 def supports_stacking(model_name: str, cfg: TrainConfig) -> bool:
-    """The stacked engine implements STSTNet with Adam and cross-entropy (its recipe), without
-    augmentation, a plateau schedule or the per-epoch test recording (``record_epochs``, a
-    per-fold diagnostic: ``auto`` then trains one fold at a time)."""
+    """The stacked engine implements STSTNet with Adam and cross-entropy (its recipe), with
+    flips as the only augmentation, without a plateau schedule or the per-epoch test
+    recording (``record_epochs``, a per-fold diagnostic: ``auto`` then trains one fold at a
+    time)."""
+    only_flips = cfg.augment is None or (not cfg.augment.geometric and not cfg.augment.grayscale)
     return (
         model_name == "ststnet"
         and cfg.optimizer == "adam"
         and cfg.loss == "cross_entropy"
-        and cfg.augment is None
+        and only_flips
         and cfg.plateau is None
         and cfg.record_epochs == 0
     )
@@ -164,8 +202,8 @@ def _engine(cfg: ExperimentConfig, train: TrainConfig) -> str:
     if cfg.engine == "stacked":
         if not stackable:
             raise ConfigError(
-                "engine: stacked runs ststnet with Adam and cross-entropy, no augmentation, "
-                "plateau schedule or train.record_epochs"
+                "engine: stacked runs ststnet with Adam and cross-entropy, no augmentation but "
+                "flips, no plateau schedule or train.record_epochs"
             )
         return "stacked"
     if cfg.engine == "auto" and stackable:

@@ -1,6 +1,7 @@
-"""Random augmentation of whole training batches on their device: flips, rotation, affine,
-grayscale. Image batches (B, C, H, W) get one draw per image; clip batches (B, C, T, H, W)
-one draw per clip, applied identically to all its frames.
+"""Random augmentation of whole training batches on their device: flips (negating the
+horizontal flow of flow inputs), rotation, affine, grayscale. Image batches (B, C, H, W) get
+one draw per image; clip batches (B, C, T, H, W) one draw per clip, applied identically to all
+its frames.
 
 Written over ``affine_grid``/``grid_sample`` because torchvision's transforms draw one set of
 parameters per call (a Python loop over the batch for per-sample draws), and one batched
@@ -51,6 +52,15 @@ def _sampling_matrices(
     return torch.cat([linear, shift], dim=2)
 
 
+def reflect_flipped(x: torch.Tensor, flip: torch.Tensor, channel: int, centre: float):
+    """``x`` with ``channel`` of the samples where ``flip`` mapped v -> 2 * centre - v: the
+    horizontal flow of a mirrored face is the original's negated (min-max scaled flow images
+    reflect about the middle of their range, as min-max scaling of -u gives)."""
+    mask = torch.arange(x.shape[1], device=x.device) == channel
+    pick = flip.view(-1, *([1] * (x.dim() - 1))) & mask.view(1, -1, *([1] * (x.dim() - 2)))
+    return torch.where(pick, 2 * centre - x, x)
+
+
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     """A randomly transformed copy of a (B, C, H, W) or (B, C, T, H, W) batch."""
     if x.dim() not in (4, 5):
@@ -63,8 +73,10 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
         gray = sum(x[:, c : c + 1] * w for c, w in enumerate(_GRAY_BGR)).expand_as(x)
         pick = (torch.rand(n, device=device) < cfg.grayscale).view(n, *([1] * (x.dim() - 1)))
         x = torch.where(pick, gray, x)
-    frames = x.reshape(n, -1, height, width)  # a clip's frames share its draw
     flip = torch.rand(n, device=device) < cfg.hflip
+    if cfg.flip_reflect is not None:
+        x = reflect_flipped(x, flip, *cfg.flip_reflect)
+    frames = x.reshape(n, -1, height, width)  # a clip's frames share its draw
     if cfg.geometric:
         theta = _sampling_matrices(cfg, n, height, width, device)
         theta[:, :, 0] = torch.where(flip[:, None], -theta[:, :, 0], theta[:, :, 0])

@@ -26,10 +26,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from microexpr.config import TrainConfig
+from microexpr.config import AugmentConfig, TrainConfig
 from microexpr.inference import torch_device
 from microexpr.models.flow_nets import CONV_SIDE, POOL_SIDE, StackedSTSTNet, conv_patches, ststnet
 from microexpr.protocols import Fold
+from microexpr.train.augment import augment_batch
 
 # Floats of hidden maps per pass on a CPU (samples x 900 x 16 per fold): one sample of 34
 # folds per pass measured fastest (75 us per sample-fold step; 8 samples: 103 us).
@@ -124,6 +125,29 @@ class CellDropout:
         return keep.reshape(len(ids), POOL_SIDE**2, -1).to(torch.float32).mul_(self.scale)
 
 
+class FlipDraw:
+    """Which samples a step feeds mirrored (``train.augment.hflip``): a hash of (train seed,
+    epoch, batch, sample), like :class:`CellDropout` free of generator state so that a CUDA
+    graph can replay it. The draw is shared by the folds of a run (each fold still sees every
+    sample mirrored with probability ``hflip``, independently over epochs)."""
+
+    def __init__(self, seed: int, rate: float, num_samples: int, device: torch.device):
+        self.threshold = round(rate * 256)
+        self.key = _mix32(torch.tensor(seed, dtype=torch.long, device=device) & _MASK32)
+        self.num_samples = num_samples
+
+    def rows(self, ids: torch.Tensor, epoch: torch.Tensor, batch: int) -> torch.Tensor:
+        """The rows of ``ids`` in the (originals, mirrored) patch table for this step."""
+        keys = _mix32(_mix32(self.key ^ (epoch & _MASK32)) ^ batch)
+        uniform = _mix32(ids ^ keys) & 0xFF
+        return ids + self.num_samples * (uniform < self.threshold).long()
+
+
+def mirrored(images: torch.Tensor, augment: AugmentConfig) -> torch.Tensor:
+    """Every image flipped, with the flip's reflection of u (:func:`augment_batch`)."""
+    return augment_batch(images, augment.model_copy(update={"hflip": 1.0}))
+
+
 def fold_loader(size: int, cfg: TrainConfig, seed: int) -> DataLoader:
     """The index batches ``train_fold``'s loader yields for ``size`` training samples: the
     same sampler, generator and last-batch-of-one rule, so the batches are the same."""
@@ -183,13 +207,19 @@ def train_stacked(
         torch.manual_seed(seed)
         models.append(ststnet(num_classes, images.shape[1], **(model_kwargs or {})))
     net = StackedSTSTNet(models).to(device)
-    patches, targets = conv_patches(images.to(device)), targets.to(device)
+    images = images.to(device)
+    flips = None
+    if cfg.augment is not None and cfg.augment.hflip:
+        flips = FlipDraw(cfg.seed, cfg.augment.hflip, len(images), device)
+        images = torch.cat([images, mirrored(images, cfg.augment)])
+    patches, targets = conv_patches(images), targets.to(device)
     loaders = [fold_loader(len(f.train), cfg, s) for f, s in zip(folds, seeds, strict=True)]
     everyone = torch.tensor(sorted({i for f in folds for i in f.train}), dtype=torch.long)
     fixed = None if cfg.shuffle else [_only_used(s) for s in epoch_steps(folds, loaders, everyone)]
-    dropout = CellDropout(seeds, net.drop_rate, len(images), device) if net.drop_rate else None
+    samples = len(targets)
+    dropout = CellDropout(seeds, net.drop_rate, samples, device) if net.drop_rate else None
     optimizer = FoldAdam(list(net.parameters()), len(folds), cfg.lr, weight_decay=cfg.weight_decay)
-    runner = StepRunner(net, optimizer, dropout, patches, targets, device)
+    runner = StepRunner(net, optimizer, dropout, patches, targets, device, flips)
     for _ in tqdm(range(cfg.epochs), desc=f"{len(folds)} folds", disable=not progress):
         for k, step in enumerate(fixed or epoch_steps(folds, loaders, everyone)):
             runner(k, step)
@@ -215,8 +245,9 @@ class StepRunner:
         patches: torch.Tensor,
         targets: torch.Tensor,
         device: torch.device,
+        flips: FlipDraw | None = None,
     ):
-        self.net, self.optimizer, self.dropout = net, optimizer, dropout
+        self.net, self.optimizer, self.dropout, self.flips = net, optimizer, dropout, flips
         self.patches, self.targets, self.device = patches, targets, device
         self.graphed = device.type == "cuda"
         per_sample = CONV_SIDE**2 * net.width
@@ -260,8 +291,9 @@ class StepRunner:
             def keep(rows: slice) -> torch.Tensor:
                 return self.dropout(ids[rows], self.epoch, batch)
 
+        rows = ids if self.flips is None else self.flips.rows(ids, self.epoch, batch)
         grads, _ = self.net.backprop(
-            self.patches[ids], self.targets[ids], member, keep, self.hidden, self.chunk, signed
+            self.patches[rows], self.targets[ids], member, keep, self.hidden, self.chunk, signed
         )
         self.optimizer.step(grads, member.sum(1) > 0)
 
