@@ -413,6 +413,37 @@ def sweep_command(
     _print_metrics(metrics, out)
 
 
+@app.command("ensemble")
+def ensemble_command(
+    runs: Annotated[
+        list[str],
+        typer.Argument(metavar="RUN_DIR", help="Finished run folders (predictions.csv)."),
+    ],
+    out: Annotated[str, typer.Option(help="Output folder for the ensemble's result files.")],
+    weights: Annotated[
+        str | None,
+        typer.Option(help="One positive weight per run, e.g. 1,1,2 (normalised; default equal)."),
+    ] = None,
+) -> None:
+    """Average finished runs' class probabilities (any architectures, same protocol and
+    samples) with weights fixed in advance, and score the average once. Writes the report
+    files `train` writes, plus members.json (each member folder and its checksums)."""
+    from pathlib import Path
+
+    from microexpr.evaluate.ensemble import normalised_weights, write_ensemble
+
+    given = None
+    if weights is not None:
+        try:
+            given = [float(w) for w in weights.split(",")]
+            normalised_weights(given, len(runs))
+        except ValueError as err:
+            raise typer.BadParameter(f"{weights!r}: {err}", param_hint="--weights") from None
+    metrics = write_ensemble([Path(r) for r in runs], Path(out), given)
+    _print_metrics(metrics, out)
+    console.print(f"members: {out}/members.json")
+
+
 @app.command("predict")
 def predict_command(
     bundle: Annotated[str, typer.Argument(help="Model bundle folder (a run's OUT/model).")],
