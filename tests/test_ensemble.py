@@ -1,9 +1,11 @@
-"""Cross-architecture ensembles of finished runs: a fixed equal-weight mean, refused on any
-mismatch between members, scored and reported as a training run is.
+"""Cross-architecture ensembles of finished runs: a fixed equal-weight mean or members
+chosen per fold by nested selection, refused on any mismatch between members, scored and
+reported as a training run is.
 
 The members are two real runs (STSTNet, 2 epochs, and HOOF + linear SVM) trained through
-``run_experiment`` on random flow images of six subjects, so the predictions.csv read here
-is exactly the one ``microexpr train`` writes.
+``run_experiment`` on random flow images of six subjects, with inner predictions on two
+splits of every fold's training subjects, so the predictions.csv and inner_predictions.csv
+read here are exactly the ones ``microexpr train --inner-predictions 2`` writes.
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ from microexpr.config import ExperimentConfig, config_from, load_config
 from microexpr.errors import DataError
 from microexpr.evaluate.ensemble import (
     MEMBERS,
+    SELECTION,
     classes_of,
     combine_runs,
+    member_subsets,
     normalised_weights,
+    outer_fold_of,
+    read_predictions,
     write_ensemble,
 )
+from microexpr.evaluate.report import INNER_PREDICTIONS
 from microexpr.synth.replicas.flow_images import write_flat
 from microexpr.train.experiment import run_experiment
 
@@ -62,7 +69,7 @@ def members(tmp_path_factory) -> list[Path]:
     hoof = ExperimentConfig.model_validate(raw)
     runs = [root / "ststnet", root / "hoof"]
     for cfg, out in zip((ststnet, hoof), runs, strict=True):
-        run_experiment(cfg, out, progress=False, cache=cache, save_model=False)
+        run_experiment(cfg, out, progress=False, cache=cache, save_model=False, inner_predictions=2)
     return runs
 
 
@@ -263,3 +270,119 @@ def test_cli_ensemble_refuses_bad_weights_and_mismatches(members, tmp_path):
     )
     assert isinstance(result.exception, DataError)
     assert not (tmp_path / "o").exists()
+
+
+def _inner(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / INNER_PREDICTIONS, dtype={"sample_id": str, "subject": str})
+
+
+def test_inner_predictions_hold_out_each_training_subject_once_and_never_the_test_one(members):
+    for run in members:
+        outer, inner = _table(run), _inner(run)
+        assert atomicio.problem(run / INNER_PREDICTIONS) is None
+        inner["outer"] = inner.fold.map(outer_fold_of)
+        assert set(inner.outer) == set(outer.fold)
+        for fold, rows in inner.groupby("outer"):
+            tested = set(outer.subject[outer.fold == fold])
+            assert tested.isdisjoint(rows.subject)
+            trained = outer[outer.fold != fold]  # every other subject's samples, once each
+            assert sorted(rows.sample_id) == sorted(trained.sample_id)
+            assert rows.fold.nunique() == 2
+
+
+def test_selection_is_the_best_subset_on_the_inner_rows(members, tmp_path):
+    out = tmp_path / "selected"
+    metrics = write_ensemble(members, out, select="inner")
+    record = json.loads((out / SELECTION).read_text())
+    assert record["candidates"] == [[0, 1], [0], [1]] == [list(s) for s in member_subsets(2)]
+    outer = [_by_id(m) for m in members]
+    inner = [
+        _inner(m).assign(key=lambda t: t.fold + "/" + t.sample_id).set_index("key") for m in members
+    ]
+    table = _table(out)
+    for fold, choice in record["folds"].items():
+        rows = inner[0][inner[0].fold.map(outer_fold_of) == fold]
+        uf1 = []
+        for subset in record["candidates"]:
+            mean = np.mean([inner[i].loc[rows.index, PROBS].to_numpy() for i in subset], 0)
+            uf1.append(f1_score(rows.y_true, mean.argmax(1), average="macro"))
+        assert choice["inner_uf1"] == pytest.approx(uf1, abs=1e-12)
+        best = max(range(len(uf1)), key=lambda i: (uf1[i], -i))
+        assert choice["chosen"] == record["candidates"][best]
+        test = table[table.fold == fold]
+        expected = np.mean(
+            [outer[i].loc[test.sample_id, PROBS].to_numpy() for i in choice["chosen"]], 0
+        )
+        np.testing.assert_allclose(test[PROBS].to_numpy(), expected, rtol=0, atol=1e-9)
+    assert metrics["overall"]["uf1"] == pytest.approx(
+        f1_score(table.y_true, table.y_pred, average="macro"), abs=1e-12
+    )
+    report = (out / "report.md").read_text()
+    assert "Nested selection" in report and "chosen in folds" in report
+    assert "seed None" not in report and "determinism" not in metrics
+
+
+def test_test_fold_predictions_never_reach_the_selection(members, tmp_path):
+    """Making a member perfect (or useless) on the outer test subjects changes no choice."""
+
+    def oracle(table: pd.DataFrame) -> pd.DataFrame:
+        table[PROBS] = np.eye(3)[table.y_true]
+        return table.assign(y_pred=table.y_true)
+
+    def wrong(table: pd.DataFrame) -> pd.DataFrame:
+        table[PROBS] = np.eye(3)[(table.y_true + 1) % 3]
+        return table.assign(y_pred=(table.y_true + 1) % 3)
+
+    write_ensemble(members, tmp_path / "base", select="inner")
+    base = json.loads((tmp_path / "base" / SELECTION).read_text())
+    for change in (oracle, wrong):
+        changed = _variant(members[1], tmp_path / change.__name__, change)
+        write_ensemble([members[0], changed], tmp_path / f"ens_{change.__name__}", select="inner")
+        again = json.loads((tmp_path / f"ens_{change.__name__}" / SELECTION).read_text())
+        assert again["folds"] == base["folds"]
+
+
+def _inner_variant(source: Path, folder: Path, change) -> Path:
+    shutil.copytree(source, folder)
+    atomicio.write_text(folder / INNER_PREDICTIONS, change(_inner(source)).to_csv(index=False))
+    return folder
+
+
+def test_inner_rows_of_a_test_subject_or_missing_files_are_refused(members, tmp_path):
+    outer = _table(members[1])
+    fold, subject = outer.fold.iloc[0], outer.subject.iloc[0]
+
+    def leak(table: pd.DataFrame) -> pd.DataFrame:
+        row = table.index[table.fold.map(outer_fold_of) == fold][0]
+        table.loc[row, "subject"] = subject
+        return table
+
+    leaky = [_inner_variant(m, tmp_path / f"leaky_{m.name}", leak) for m in members]
+    with pytest.raises(DataError, match=rf"fold {fold}: test subject .*/{subject} is in its inner"):
+        write_ensemble(leaky, tmp_path / "o_leak", select="inner")
+    with pytest.raises(DataError, match=rf"leaky_hoof/inner_predictions\.csv: sample {fold}~inner"):
+        write_ensemble([members[0], leaky[1]], tmp_path / "o_mismatch", select="inner")
+    bare = _variant(members[1], tmp_path / "bare", lambda t: t)
+    (bare / INNER_PREDICTIONS).unlink()
+    with pytest.raises(DataError, match=r"inner_predictions\.csv: missing: run `microexpr train`"):
+        write_ensemble([members[0], bare], tmp_path / "o", select="inner")
+    with pytest.raises(ValueError, match="weights"):
+        write_ensemble(members, tmp_path / "o2", [1, 2], select="inner")
+    ids = read_predictions(members[0], INNER_PREDICTIONS).sample_id
+    assert ids.is_unique and ids.str.contains("~inner").all()
+
+
+def test_cli_ensemble_select_inner(members, tmp_path):
+    out = tmp_path / "cli_sel"
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["ensemble", *map(str, members), "--out", str(out), "--select", "inner"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "choices:" in result.output
+    expected = write_ensemble(members, tmp_path / "api_sel", select="inner")
+    assert json.loads((out / "metrics.json").read_text())["overall"] == expected["overall"]
+    for bad in (["--select", "best"], ["--select", "inner", "--weights", "1,1"]):
+        args = ["ensemble", *map(str, members), "--out", str(tmp_path / "x"), *bad]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output

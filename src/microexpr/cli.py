@@ -215,6 +215,14 @@ CacheOption = Annotated[
     str | None,
     typer.Option(help="Feature cache root (default: $MICROEXPR_CACHE or ~/.cache/microexpr)."),
 ]
+InnerPredictionsOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Also train the recipe on N leave-subjects-out splits of every fold's training "
+        "subjects and write OUT/inner_predictions.csv (for `ensemble --select inner`).",
+    ),
+]
 QuietOption = Annotated[
     bool,
     typer.Option(
@@ -287,6 +295,7 @@ def benchmark_composite(
     save_model: Annotated[
         bool, typer.Option(help="Fit a final model on all subjects and save it (OUT/model).")
     ] = True,
+    inner_predictions: InnerPredictionsOption = 0,
     quiet: QuietOption = False,
     backend: BackendOption = "local",
     address: AddressOption = None,
@@ -311,6 +320,7 @@ def benchmark_composite(
         save_model=save_model,
         backend=_backend(backend),
         address=address,
+        inner_predictions=inner_predictions,
     )
     _print_metrics(metrics, out)
 
@@ -333,6 +343,7 @@ def train_command(
     save_fold_models: Annotated[
         bool, typer.Option(help="Also save each fold's model (OUT/fold_models/<fold>).")
     ] = False,
+    inner_predictions: InnerPredictionsOption = 0,
     quiet: QuietOption = False,
     backend: BackendOption = "local",
     address: AddressOption = None,
@@ -356,6 +367,7 @@ def train_command(
         workers=workers,
         backend=_backend(backend),
         address=address,
+        inner_predictions=inner_predictions,
     )
     _print_metrics(metrics, out)
     if save_model:
@@ -424,13 +436,28 @@ def ensemble_command(
         str | None,
         typer.Option(help="One positive weight per run, e.g. 1,1,2 (normalised; default equal)."),
     ] = None,
+    select: Annotated[
+        str,
+        typer.Option(
+            help="fixed: the weights above; inner: per fold, the subset of runs best on inner "
+            "splits of its training subjects (runs trained with --inner-predictions)."
+        ),
+    ] = "fixed",
 ) -> None:
     """Average finished runs' class probabilities (any architectures, same protocol and
-    samples) with weights fixed in advance, and score the average once. Writes the report
-    files `train` writes, plus members.json (each member folder and its checksums)."""
+    samples) with weights fixed in advance, or with members chosen per fold by nested
+    selection, and score the average once. Writes the report files `train` writes, plus
+    members.json (each member folder and its checksums) and, selecting, selection.json."""
     from pathlib import Path
 
     from microexpr.evaluate.ensemble import normalised_weights, write_ensemble
+
+    if select not in ("fixed", "inner"):
+        raise typer.BadParameter(f"{select!r}: fixed or inner", param_hint="--select")
+    if select == "inner" and weights is not None:
+        raise typer.BadParameter(
+            "the selection chooses members; give no weights", param_hint="--weights"
+        )
 
     given = None
     if weights is not None:
@@ -439,9 +466,11 @@ def ensemble_command(
             normalised_weights(given, len(runs))
         except ValueError as err:
             raise typer.BadParameter(f"{weights!r}: {err}", param_hint="--weights") from None
-    metrics = write_ensemble([Path(r) for r in runs], Path(out), given)
+    metrics = write_ensemble([Path(r) for r in runs], Path(out), given, select)
     _print_metrics(metrics, out)
     console.print(f"members: {out}/members.json")
+    if select == "inner":
+        console.print(f"choices: {out}/selection.json")
 
 
 @app.command("predict")

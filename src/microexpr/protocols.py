@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, StratifiedKFold
 
 from microexpr.registry import Registry
 from microexpr.samples import Sample, subject_key
@@ -102,3 +102,18 @@ def check_disjoint(samples: Sequence[Sample], folds: Sequence[Fold], by_subject:
             shared = train_subjects & {subject_key(samples[i]) for i in fold.test}
             if shared:
                 raise ValueError(f"fold {fold.name}: subjects in train and test: {sorted(shared)}")
+
+
+def inner_folds(outer: Fold, samples: list[Sample], splits: int) -> list[Fold]:
+    """Leave-subjects-out splits of ``outer``'s training subjects only."""
+    train = np.array(outer.train)
+    groups = [subject_key(samples[i]) for i in train]
+    splits = min(splits, len(set(groups)))
+    if splits < 2:
+        raise ValueError(f"fold {outer.name}: fewer than 2 training subjects to split")
+    folds = [
+        Fold(f"{outer.name}~inner{j}", tuple(train[fit].tolist()), tuple(train[held].tolist()))
+        for j, (fit, held) in enumerate(GroupKFold(n_splits=splits).split(train, groups=groups))
+    ]
+    check_disjoint(samples, folds, by_subject=True)
+    return folds

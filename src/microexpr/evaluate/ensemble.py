@@ -1,25 +1,30 @@
-"""An ensemble of finished runs: the weighted mean of their class probabilities, fixed in advance.
+"""An ensemble of finished runs: the mean of their class probabilities, fixed in advance or
+chosen per fold by nested selection.
 
 Members may be any architectures trained under the same protocol on the same samples (an
-STSTNet run, an SSSNet run, a HOOF + SVM run). The recipe is fixed before anything is
-scored: equal weights unless the user names others, no member, weight or threshold chosen
-on a test fold, so the pooled figure is as honest as each member's. To keep it so, every
-member must have scored exactly the same samples with the same labels, subjects, databases
-and folds and the same classes; anything else is refused, naming the run and the first
-sample that differs. The result is a run folder like the members' (predictions.csv and the
-report files of ``evaluate/report.py``) plus ``members.json``, which names every member
-folder with the checksums of its config, plan and predictions.
+STSTNet run, an SSSNet run, a HOOF + SVM run). Either the recipe is fixed before anything
+is scored (equal weights unless the user names others), or (``select="inner"``) each outer
+fold takes the equal-weight subset of members that scored best on the inner splits of that
+fold's training subjects (each member's ``inner_predictions.csv``), never on its test
+subject. Either way no member, weight or threshold is chosen on a test fold, so the pooled
+figure is as honest as each member's. To keep it so, every member must have scored exactly
+the same samples with the same labels, subjects, databases and folds and the same classes;
+anything else is refused, naming the run and the first sample that differs. The result is
+a run folder like the members' (predictions.csv and the report files of
+``evaluate/report.py``) plus ``members.json``, which names every member folder with the
+checksums of its config, plan and predictions, and for a selection ``selection.json``.
 """
 
 from __future__ import annotations
 
 import errno
-import io
+import itertools
 import json
 import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -27,18 +32,30 @@ import pandas as pd
 from microexpr import atomicio
 from microexpr.errors import DataError
 from microexpr.evaluate.metrics import scores
-from microexpr.evaluate.report import write_report
+from microexpr.evaluate.report import (
+    INNER_PREDICTIONS,
+    PREDICTIONS,
+    parse_predictions,
+    write_report,
+)
 
-PREDICTIONS = "predictions.csv"
 MEMBERS = "members.json"
+SELECTION = "selection.json"
 RECIPE = (
     "weighted mean of the members' class probabilities (equal weights unless given), "
     "fixed before scoring"
 )
+SELECT_RECIPE = (
+    "per outer fold, the equal-weight mean of the subset of members with the best pooled UF1 "
+    "on the inner leave-subjects-out splits of that fold's training subjects (all members "
+    "first, then smaller subsets in member order: a tie goes to the earlier)"
+)
+# How the members are combined: weights fixed in advance, or nested selection of a subset.
+Selection = Literal["fixed", "inner"]
 # What identifies a sample's place in the protocol; every member must agree on all of it.
 KEYS = ("subject", "dataset", "fold", "y_true")
 # Files whose checksums make a member traceable (members.json: an ensemble of ensembles).
-TRACED = ("config.json", "plan.json", MEMBERS, PREDICTIONS)
+TRACED = ("config.json", "plan.json", MEMBERS, PREDICTIONS, INNER_PREDICTIONS)
 
 
 def classes_of(table: pd.DataFrame) -> list[str]:
@@ -46,18 +63,25 @@ def classes_of(table: pd.DataFrame) -> list[str]:
     return [c[2:] for c in table.columns if c.startswith("p_")]
 
 
-def read_predictions(run_dir: Path) -> pd.DataFrame:
-    """A finished run's pooled predictions; DataError when the file is missing or a column,
-    a sample id or a probability is not usable, CorruptFileError when it is unfinished."""
-    path = Path(run_dir) / PREDICTIONS
+def read_predictions(run_dir: Path, name: str = PREDICTIONS) -> pd.DataFrame:
+    """A finished run's pooled predictions (``name``: or its inner ones); DataError when the
+    file is missing or a column, a sample id or a probability is not usable,
+    CorruptFileError when it is unfinished. Inner rows get ids ``<inner fold>/<sample>``, as
+    a sample is held out once in every outer fold but its own."""
+    path = Path(run_dir) / name
     if not path.is_file():
-        raise DataError(path, "missing: not a finished run folder (train writes it at the end)")
-    # As train/folds.parse_fold reads it (a layer above, so not imported): ids stay text.
-    text = atomicio.read_text(path)
-    table = pd.read_csv(io.StringIO(text), dtype={"sample_id": str, "subject": str})
+        hint = (
+            "run `microexpr train` with --inner-predictions N"
+            if name == INNER_PREDICTIONS
+            else "not a finished run folder (train writes it at the end)"
+        )
+        raise DataError(path, f"missing: {hint}")
+    table = parse_predictions(atomicio.read_text(path))
     missing = [c for c in ("sample_id", *KEYS) if c not in table]
     if missing or not classes_of(table):
         raise DataError(path, f"not a predictions table (missing {missing or 'p_* columns'})")
+    if name == INNER_PREDICTIONS:
+        table["sample_id"] = table["fold"].astype(str) + "/" + table["sample_id"]
     duplicated = table["sample_id"][table["sample_id"].duplicated()]
     if len(duplicated):
         raise DataError(path, f"sample {duplicated.iloc[0]} appears more than once")
@@ -82,11 +106,15 @@ def normalised_weights(weights: Sequence[float] | None, count: int) -> np.ndarra
 
 
 def _aligned(
-    reference: pd.DataFrame, ref_dir: Path, table: pd.DataFrame, run_dir: Path
+    reference: pd.DataFrame,
+    ref_dir: Path,
+    table: pd.DataFrame,
+    run_dir: Path,
+    name: str = PREDICTIONS,
 ) -> pd.DataFrame:
-    """``table`` in ``reference``'s sample order; DataError naming ``run_dir`` and the first
-    sample (in the reference's order) that it lacks, adds or places differently."""
-    path = Path(run_dir) / PREDICTIONS
+    """``table`` in ``reference``'s sample order; DataError naming ``run_dir``'s file and the
+    first sample (in the reference's order) that it lacks, adds or places differently."""
+    path = Path(run_dir) / name
     if classes_of(table) != classes_of(reference):
         raise DataError(
             path, f"classes {classes_of(table)} differ from {classes_of(reference)} in {ref_dir}"
@@ -112,21 +140,98 @@ def _aligned(
     return table
 
 
+def _all_aligned(
+    tables: Sequence[pd.DataFrame], run_dirs: Sequence[Path], name: str = PREDICTIONS
+) -> list[pd.DataFrame]:
+    """Every member's table in the first member's sample order (:func:`_aligned`)."""
+    reference = tables[0]
+    return [reference] + [
+        _aligned(reference, run_dirs[0], t, d, name)
+        for t, d in zip(tables[1:], run_dirs[1:], strict=True)
+    ]
+
+
+def _probabilities(tables: Sequence[pd.DataFrame]) -> np.ndarray:
+    """The members' aligned probabilities as one (member, sample, class) array."""
+    columns = [f"p_{c}" for c in classes_of(tables[0])]
+    return np.stack([t[columns].to_numpy(dtype=float) for t in tables])
+
+
+def _table(reference: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+    """A predictions table of ``reference``'s samples with these probabilities."""
+    result = reference[["sample_id", *KEYS]].copy()
+    result.insert(result.columns.get_loc("y_true") + 1, "y_pred", probs.argmax(axis=1))
+    result[[f"p_{c}" for c in classes_of(reference)]] = probs
+    return result
+
+
 def _combine(
     tables: Sequence[pd.DataFrame], run_dirs: Sequence[Path], weights: np.ndarray
 ) -> pd.DataFrame:
-    reference = tables[0]
-    tables = [reference] + [
-        _aligned(reference, run_dirs[0], t, d)
-        for t, d in zip(tables[1:], run_dirs[1:], strict=True)
-    ]
-    columns = [f"p_{c}" for c in classes_of(reference)]
-    stack = np.stack([t[columns].to_numpy(dtype=float) for t in tables])
-    probs = np.average(stack, axis=0, weights=weights)
-    result = reference[["sample_id", *KEYS]].copy()
-    result.insert(result.columns.get_loc("y_true") + 1, "y_pred", probs.argmax(axis=1))
-    result[columns] = probs
-    return result
+    tables = _all_aligned(tables, run_dirs)
+    return _table(tables[0], np.average(_probabilities(tables), axis=0, weights=weights))
+
+
+def member_subsets(count: int) -> list[tuple[int, ...]]:
+    """The candidates of a selection: every non-empty subset of ``count`` members, all of
+    them first, then smaller ones in member order (a tie goes to the earlier)."""
+    return [c for k in range(count, 0, -1) for c in itertools.combinations(range(count), k)]
+
+
+def outer_fold_of(inner_fold: str) -> str:
+    """``s01~inner2`` -> ``s01``: the outer fold whose training subjects an inner fold splits."""
+    return inner_fold.rpartition("~inner")[0]
+
+
+def _check_inner(outer: pd.DataFrame, inner: pd.DataFrame, path: Path) -> np.ndarray:
+    """The outer fold of every inner row; DataError when an outer fold has no inner rows or
+    an inner split holds out (so scores) a subject of its own outer fold's test set."""
+    parent = inner["fold"].astype(str).map(outer_fold_of).to_numpy()
+    person = (outer["dataset"].astype(str) + "/" + outer["subject"].astype(str)).to_numpy()
+    inner_person = (inner["dataset"].astype(str) + "/" + inner["subject"].astype(str)).to_numpy()
+    for fold in pd.unique(outer["fold"]):
+        rows = parent == fold
+        if not rows.any():
+            raise DataError(path, f"no inner splits of outer fold {fold}")
+        tested = set(person[outer["fold"].to_numpy() == fold])
+        leaked = sorted(tested & set(inner_person[rows]))
+        if leaked:
+            raise DataError(path, f"fold {fold}: test subject {leaked[0]} is in its inner splits")
+    unknown = sorted(set(parent) - set(outer["fold"]))
+    if unknown:
+        raise DataError(path, f"inner fold of {unknown[0]!r}, which is not an outer fold")
+    return parent
+
+
+def select_inner(
+    outer_tables: Sequence[pd.DataFrame],
+    inner_tables: Sequence[pd.DataFrame],
+    run_dirs: Sequence[Path],
+) -> tuple[pd.DataFrame, dict]:
+    """Nested selection of members: for every outer fold, the subset of
+    :func:`member_subsets` whose equal-weight mean has the best pooled UF1 on that fold's
+    inner held-out rows (inner splits of its training subjects only), applied once to its
+    test rows. Returns the predictions table and the record of every fold's choice."""
+    outer = _all_aligned(outer_tables, run_dirs)
+    inner = _all_aligned(inner_tables, run_dirs, INNER_PREDICTIONS)
+    parent = _check_inner(outer[0], inner[0], Path(run_dirs[0]) / INNER_PREDICTIONS)
+    outer_probs, inner_probs = _probabilities(outer), _probabilities(inner)
+    inner_true = inner[0]["y_true"].to_numpy()
+    subsets = member_subsets(len(outer))
+    probs = np.empty(outer_probs.shape[1:])
+    folds = {}
+    for fold in pd.unique(outer[0]["fold"]):
+        rows = parent == fold
+        uf1 = [
+            scores(inner_true[rows], inner_probs[list(s)][:, rows].mean(0).argmax(1))["uf1"]
+            for s in subsets
+        ]
+        best = max(range(len(subsets)), key=lambda i: (uf1[i], -i))
+        test = outer[0]["fold"].to_numpy() == fold
+        probs[test] = outer_probs[list(subsets[best])][:, test].mean(0)
+        folds[str(fold)] = {"chosen": list(subsets[best]), "inner_uf1": uf1}
+    record = {"recipe": SELECT_RECIPE, "candidates": [list(s) for s in subsets], "folds": folds}
+    return _table(outer[0], probs), record
 
 
 def _check_members(run_dirs: Sequence[Path]) -> list[Path]:
@@ -153,9 +258,10 @@ def combine_runs(run_dirs: Sequence[Path], weights: Sequence[float] | None = Non
     return _combine([read_predictions(d) for d in run_dirs], run_dirs, w)
 
 
-def _member_record(run_dir: Path, table: pd.DataFrame, weight: float) -> dict:
+def _member_record(run_dir: Path, table: pd.DataFrame, weight: float | None) -> dict:
     """Where a member is, what it was (name, model, seed, config) and the checksums of the
-    files that made it, with its own pooled scores for comparison."""
+    files that made it, with its own pooled scores for comparison. ``weight``: None when a
+    selection chooses it per fold."""
     digests, config, plan = {}, None, None
     for name in TRACED:
         if (run_dir / name).exists():
@@ -178,31 +284,55 @@ def _member_record(run_dir: Path, table: pd.DataFrame, weight: float) -> dict:
     }
 
 
-def _section(members: Sequence[dict]) -> str:
+def _section(members: Sequence[dict], selection: dict | None) -> str:
+    """The report's members table: weights, or how often a selection chose each member."""
+    if selection is None:
+        intro = f"Fixed recipe: {RECIPE}; no member, weight or threshold was chosen on a test fold."
+        head, share = "weight", [f"{m['weight']:.4f}" for m in members]
+    else:
+        chosen = [f["chosen"] for f in selection["folds"].values()]
+        intro = (
+            f"Nested selection: {SELECT_RECIPE}. The outer test subject was scored once, by "
+            f"the chosen subset; every fold's choice and inner UF1s: `{SELECTION}`."
+        )
+        head = "chosen in folds"
+        share = [f"{sum(i in c for c in chosen)} of {len(chosen)}" for i in range(len(members))]
     lines = [
         "",
         "## Members",
         "",
-        f"Fixed recipe: {RECIPE}; no member, weight or threshold was chosen on a test fold. "
-        f"Each member's folder and checksums: `{MEMBERS}`.",
+        f"{intro} Each member's folder and checksums: `{MEMBERS}`.",
         "",
-        "| run | model | seed | weight | UF1 | UAR |",
+        f"| run | model | seed | {head} | UF1 | UAR |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
         f"| {m['run']} | {m['model'] or '-'} | {m['seed'] if m['seed'] is not None else '-'} "
-        f"| {m['weight']:.4f} | {m['scores']['uf1']:.4f} | {m['scores']['uar']:.4f} |"
-        for m in members
+        f"| {x} | {m['scores']['uf1']:.4f} | {m['scores']['uar']:.4f} |"
+        for m, x in zip(members, share, strict=True)
     ]
+    if selection is not None:
+        counts: dict[tuple[int, ...], int] = {}
+        for c in chosen:
+            counts[tuple(c)] = counts.get(tuple(c), 0) + 1
+        lines += ["", "| chosen subset | folds |", "| --- | --- |"]
+        lines += [
+            f"| {' + '.join(members[i]['run'] for i in subset)} | {n} |"
+            for subset, n in sorted(counts.items(), key=lambda kv: -kv[1])
+        ]
     return "\n".join(lines) + "\n"
 
 
 def write_ensemble(
-    run_dirs: Sequence[Path], out_dir: Path, weights: Sequence[float] | None = None
+    run_dirs: Sequence[Path],
+    out_dir: Path,
+    weights: Sequence[float] | None = None,
+    select: Selection = "fixed",
 ) -> dict:
-    """Combine finished runs (:func:`combine_runs`) and write an ensemble run folder:
-    predictions.csv and the report files every run writes, plus ``members.json``. Returns
-    the metrics dict. ``out_dir`` may not be a member or a training run's folder."""
+    """Combine finished runs and write an ensemble run folder: predictions.csv and the
+    report files every run writes, plus ``members.json`` (and ``selection.json`` for
+    ``select="inner"``, :func:`select_inner`; else :func:`combine_runs`). Returns the
+    metrics dict. ``out_dir`` may not be a member or a training run's folder."""
     start = time.perf_counter()
     run_dirs = _check_members(run_dirs)
     out_dir = Path(out_dir)
@@ -214,16 +344,27 @@ def write_ensemble(
         raise FileExistsError(
             errno.EEXIST, "holds a training run; use another output folder", str(out_dir)
         )
-    w = normalised_weights(weights, len(run_dirs))
     tables = [read_predictions(d) for d in run_dirs]
-    predictions = _combine(tables, run_dirs, w)
-    members = [_member_record(d, t, float(x)) for d, t, x in zip(run_dirs, tables, w, strict=True)]
+    selection = None
+    if select == "inner":
+        if weights is not None:
+            raise ValueError("weights are chosen by the selection; give none with select=inner")
+        inner = [read_predictions(d, INNER_PREDICTIONS) for d in run_dirs]
+        predictions, selection = select_inner(tables, inner, run_dirs)
+        w: list[float | None] = [None] * len(run_dirs)
+        recipe, kind = SELECT_RECIPE, "Nested-selected ensemble"
+    else:
+        fixed = normalised_weights(weights, len(run_dirs))
+        predictions = _combine(tables, run_dirs, fixed)
+        w = [float(x) for x in fixed]
+        recipe, kind = RECIPE, "Ensemble"
+    members = [_member_record(d, t, x) for d, t, x in zip(run_dirs, tables, w, strict=True)]
     models = ", ".join(str(m["model"] or m["run"]) for m in members)
-    title = f"Ensemble of {len(members)} runs ({models})"
+    title = f"{kind} of {len(members)} runs ({models})"
     config = {
         "name": title,
         "ensemble": {
-            "recipe": RECIPE,
+            "recipe": recipe,
             "members": [m["path"] for m in members],
             "weights": [m["weight"] for m in members],
             "sha256": [m["sha256"] for m in members],
@@ -231,8 +372,10 @@ def write_ensemble(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomicio.write_text(
-        out_dir / MEMBERS, json.dumps({"recipe": RECIPE, "members": members}, indent=2)
+        out_dir / MEMBERS, json.dumps({"recipe": recipe, "members": members}, indent=2)
     )
+    if selection is not None:
+        atomicio.write_text(out_dir / SELECTION, json.dumps(selection, indent=2))
     return write_report(
         predictions,
         classes_of(predictions),
@@ -240,6 +383,6 @@ def write_ensemble(
         config,
         time.perf_counter() - start,
         title,
-        device="cpu",  # the average is plain arithmetic; nothing is trained or run on a model
-        extra_section=_section(members),
+        extra_section=_section(members, selection),
+        trained=False,  # the average is plain arithmetic on the members' files
     )

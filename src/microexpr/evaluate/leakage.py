@@ -12,7 +12,6 @@ never written into ``metrics.json`` or ``predictions.csv``.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import pandas as pd
 
 from microexpr import atomicio
 from microexpr.evaluate.metrics import scores
+from microexpr.evaluate.report import parse_predictions
 from microexpr.protocols import Fold
 from microexpr.samples import Sample
 
@@ -58,7 +58,7 @@ def epoch_writer(fold_dir: Path, samples: Sequence[Sample], classes: Sequence[st
 
 def read_epochs(path: Path, classes: Sequence[str]) -> dict[int, pd.DataFrame]:
     """A fold's record: epoch (1-based) -> its table (sample_id, p_* columns)."""
-    table = pd.read_csv(io.StringIO(atomicio.read_text(path)), dtype={"sample_id": str})
+    table = parse_predictions(atomicio.read_text(path))
     missing = [c for c in (f"p_{k}" for k in classes) if c not in table]
     if missing:
         raise atomicio.CorruptFileError(path, f"columns {missing} missing")

@@ -20,6 +20,10 @@ import torch
 from microexpr import atomicio
 from microexpr.evaluate.metrics import evaluate
 
+PREDICTIONS = "predictions.csv"
+# Held-out predictions of inner splits of each outer fold's training subjects
+# (``train --inner-predictions``), read by ``ensemble --select inner``.
+INNER_PREDICTIONS = "inner_predictions.csv"
 _PACKAGES = (
     "microexpr",
     "torch",
@@ -28,6 +32,12 @@ _PACKAGES = (
     "opencv-contrib-python-headless",
     "timm",
 )
+
+
+def parse_predictions(text: str) -> pd.DataFrame:
+    """A predictions table (pooled, one fold's or one epoch record's) from its CSV text; ids
+    stay text (``006`` is not 6)."""
+    return pd.read_csv(io.StringIO(text), dtype={"sample_id": str, "subject": str})
 
 
 def versions() -> dict[str, str]:
@@ -133,20 +143,21 @@ def write_report(
     title: str = "Results",
     device: str | None = None,
     extra_section: str = "",
+    trained: bool = True,
 ) -> dict:
     """Score the pooled predictions and write all result files; returns the metrics dict.
     ``device``: where the models ran, recorded with the determinism settings.
     ``extra_section``: markdown appended to report.md only (the leakage diagnostic,
-    ``evaluate/leakage.py``, which is not a result and stays out of metrics.json)."""
+    ``evaluate/leakage.py``, which is not a result and stays out of metrics.json).
+    ``trained``: False for a result computed from other runs' files (an ensemble), which has
+    no seed, device or threads of its own: no determinism section then."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomicio.write_text(out_dir / "predictions.csv", predictions.to_csv(index=False))
+    atomicio.write_text(out_dir / PREDICTIONS, predictions.to_csv(index=False))
     metrics = evaluate(predictions, classes)
-    metrics.update(
-        config=config,
-        versions=versions(),
-        determinism=determinism(config, device),
-        seconds=round(seconds, 2),
-    )
+    metrics.update(config=config, versions=versions())
+    if trained:
+        metrics["determinism"] = determinism(config, device)
+    metrics["seconds"] = round(seconds, 2)
     atomicio.write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     plot_confusion(np.array(metrics["confusion"]), classes, out_dir / "confusion.png", title)
     atomicio.write_text(out_dir / "report.md", _markdown(metrics, title) + extra_section)

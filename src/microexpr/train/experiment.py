@@ -24,13 +24,13 @@ from microexpr.datasets.problems import Report
 from microexpr.errors import DataError
 from microexpr.evaluate import leakage
 from microexpr.evaluate.leakage import EpochRecord
-from microexpr.evaluate.report import write_report
+from microexpr.evaluate.report import INNER_PREDICTIONS, write_report
 from microexpr.inference import build_model, predict_proba, torch_device
 from microexpr.inputs import ModelInputs, encode_labels, model_inputs
 from microexpr.models.classical import ClassicalModel
 from microexpr.models.weights import LoadReport, load_pretrained
 from microexpr.plan import Plan
-from microexpr.protocols import Fold, make_folds
+from microexpr.protocols import Fold, inner_folds, make_folds
 from microexpr.recipe import resolve
 from microexpr.samples import Sample, subject_key
 from microexpr.train import ray_backend
@@ -276,6 +276,7 @@ def run_experiment(
     workers: int | None = None,
     backend: Backend = "local",
     address: str | None = None,
+    inner_predictions: int = 0,
 ) -> dict:
     """Run (or resume) an experiment into ``out_dir``; returns the metrics written there.
 
@@ -287,10 +288,15 @@ def run_experiment(
     each fold's model in ``out_dir/fold_models/<fold>``. ``backend``: ``local`` (this
     machine; the stacked engine splits its folds over the cores) or ``ray`` (folds, members
     and stacked parts as Ray tasks on the cluster at ``address``, or a local Ray).
+    ``inner_predictions``: also train each outer fold's recipe on this many
+    leave-subjects-out splits of its training subjects and write their held-out predictions
+    (:func:`write_inner_predictions`); the result itself does not change.
     """
     start = time.perf_counter()
     cfg = with_absolute_root(cfg)
     plan = resolve(cfg)
+    if inner_predictions and (backend == "ray" or plan.protocol.inner is not None):
+        raise ConfigError("--inner-predictions runs with the local backend, without protocol.inner")
     if save_fold_models and backend == "ray":
         raise ConfigError("per-fold weights are saved by the local backend only")
     if plan.train.record_epochs and (backend == "ray" or plan.protocol.inner is not None):
@@ -323,7 +329,8 @@ def run_experiment(
         )
     samples = inputs.samples
     targets = encode_labels(samples, plan.classes)
-    folds = make_folds(plan.protocol.name, samples, **plan.protocol.options)[:max_folds]
+    protocol_folds = make_folds(plan.protocol.name, samples, **plan.protocol.options)[:max_folds]
+    folds = protocol_folds
     if plan.train.group_by_label and not plan.train.shuffle:
         folds = [group_by_label(fold, samples, plan.classes) for fold in folds]
     keep = None
@@ -355,9 +362,39 @@ def run_experiment(
     metrics = write_report(
         predictions, plan.classes, out_dir, config, seconds, plan.name, plan.train.device, section
     )
+    if inner_predictions:
+        write_inner_predictions(
+            plan, inputs, targets, protocol_folds, out_dir, inner_predictions, progress
+        )
     if save_model and not (out_dir / "model" / MANIFEST).is_file():
         save_final_model(plan, inputs, targets, out_dir / "model", config, progress)
     return metrics
+
+
+def write_inner_predictions(
+    plan: Plan,
+    inputs: ModelInputs,
+    targets: torch.Tensor,
+    outer: list[Fold],
+    out_dir: Path,
+    splits: int,
+    progress: bool = True,
+) -> None:
+    """The run's recipe trained on ``splits`` leave-subjects-out splits of every outer
+    fold's training subjects (``protocols.inner_folds``, fold ``<outer>~inner<j>``), their
+    held-out probabilities pooled into ``INNER_PREDICTIONS``. ``outer`` comes in protocol
+    order, before any reordering for training, so runs of any recipe split alike. An outer
+    test subject is in none of its own fold's inner splits, so a choice scored on these rows
+    never sees it. Fold files go to ``out_dir/inner/folds``, so an interrupted run resumes."""
+    samples = inputs.samples
+    flat = [f for fold in outer for f in inner_folds(fold, samples, splits)]
+    if plan.train.group_by_label and not plan.train.shuffle:
+        flat = [group_by_label(f, samples, plan.classes) for f in flat]
+    fit_predict, group = make_fit_predict(plan, inputs, targets, progress)
+    if plan.ensemble > 1:
+        fit_predict = ensembled(fit_predict, plan.ensemble)
+    table = run_folds(samples, flat, fit_predict, plan.classes, out_dir / "inner", group, progress)
+    atomicio.write_text(out_dir / INNER_PREDICTIONS, table.to_csv(index=False))
 
 
 def _run_on_ray(

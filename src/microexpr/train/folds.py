@@ -8,7 +8,6 @@ fold's name (truncated, emptied, edited, from an older run) is recomputed with a
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from microexpr import atomicio
+from microexpr.evaluate.report import parse_predictions
 from microexpr.protocols import Fold
 from microexpr.samples import Sample
 
@@ -48,17 +48,12 @@ def fold_table(
     return table
 
 
-def parse_fold(text: str) -> pd.DataFrame:
-    """A fold table from its CSV text; ids stay text (``006`` is not 6)."""
-    return pd.read_csv(io.StringIO(text), dtype={"sample_id": str, "subject": str})
-
-
 def read_fold(
     path: Path, samples: Sequence[Sample], fold: Fold, classes: Sequence[str]
 ) -> pd.DataFrame:
     """A finished fold file as a table; CorruptFileError when it is not one: checksum missing
     or wrong, or its rows are not this fold's test samples with finite probabilities."""
-    table = parse_fold(atomicio.read_text(path))
+    table = parse_predictions(atomicio.read_text(path))
     expected = [samples[i].id for i in fold.test]
     columns = [f"p_{c}" for c in classes]
     if "sample_id" not in table or table["sample_id"].tolist() != expected:
@@ -97,7 +92,7 @@ def run_folds(
                 continue
             text = fold_table(samples, fold, probs, classes).to_csv(index=False)
             atomicio.write_text(fold_dir / f"{fold.name}.csv", text)
-            tables[fold.name] = parse_fold(text)  # as a resumed run reads it back
+            tables[fold.name] = parse_predictions(text)  # as a resumed run reads it back
         bar.update(len(group))
     bar.close()
     return pd.concat([tables[f.name] for f in folds], ignore_index=True)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import GroupKFold
 
 from microexpr import atomicio
 from microexpr.bundle import MANIFEST
@@ -30,9 +29,9 @@ from microexpr.config import FIXED_SECTIONS, ConfigError, ExperimentConfig, conf
 from microexpr.evaluate.metrics import scores
 from microexpr.evaluate.report import write_report
 from microexpr.inputs import encode_labels, model_inputs
-from microexpr.protocols import Fold, check_disjoint, make_folds
+from microexpr.protocols import Fold, inner_folds, make_folds
 from microexpr.recipe import resolve
-from microexpr.samples import Sample, subject_key
+from microexpr.samples import Sample
 from microexpr.train import ray_backend
 from microexpr.train.experiment import (
     FINAL_FOLD,
@@ -71,21 +70,6 @@ def candidates(grid: dict[str, list[str]]) -> list[list[str]]:
         [f"{k}={v}" for k, v in zip(keys, values, strict=True)]
         for values in itertools.product(*(grid[k] for k in keys))
     ]
-
-
-def inner_folds(outer: Fold, samples: list[Sample], splits: int) -> list[Fold]:
-    """Leave-subjects-out splits of ``outer``'s training subjects only."""
-    train = np.array(outer.train)
-    groups = [subject_key(samples[i]) for i in train]
-    splits = min(splits, len(set(groups)))
-    if splits < 2:
-        raise ConfigError(f"fold {outer.name}: fewer than 2 training subjects to split")
-    folds = [
-        Fold(f"{outer.name}~inner{j}", tuple(train[fit].tolist()), tuple(train[held].tolist()))
-        for j, (fit, held) in enumerate(GroupKFold(n_splits=splits).split(train, groups=groups))
-    ]
-    check_disjoint(samples, folds, by_subject=True)
-    return folds
 
 
 class Candidate:
