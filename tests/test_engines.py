@@ -137,7 +137,7 @@ def test_auto_stacks_ststnet_on_every_device_and_not_other_recipes():
     flips = TrainConfig(augment=AugmentConfig(hflip=0.5))
     plan = resolve(ExperimentConfig(data=DataConfig(root="x"), train=flips))
     assert plan.engine == "stacked"
-    assert plan.train.augment.flip_reflect == (0, 127.5)  # raw u/v/strain: u reflects
+    assert plan.train.augment.flip_reflect == (2, 127.5)  # raw strain/v/u: u reflects
     turns = TrainConfig(augment=AugmentConfig(hflip=0.5, rotation=5))
     assert resolve(ExperimentConfig(data=DataConfig(root="x"), train=turns)).engine == "per_fold"
 

@@ -19,7 +19,7 @@ from microexpr.config import (
     TrainConfig,
     load_config,
 )
-from microexpr.models.classical import HoofSVM, hoof_features
+from microexpr.models.classical import STRAIN, HoofSVM, U, V, hoof_features
 from microexpr.models.htnet import Attention
 from microexpr.preprocess.cache import source_key
 from microexpr.preprocess.pipelines import region_mosaic, run_pipeline
@@ -216,8 +216,9 @@ def test_htnet_trains_through_the_harness_on_flow_regions(tmp_path, flow_records
 
 
 def test_hoof_features_bin_motion_by_direction_and_block():
+    assert (STRAIN, V, U) == (0, 1, 2)  # the composite's flow images as OpenCV reads them
     x = torch.full((1, 3, 28, 28), 128.0)
-    x[0, 0, :4, :4] = 228.0  # u > its median in the top-left block: motion to the right
+    x[0, U, :4, :4] = 228.0  # u > its median in the top-left block: motion to the right
     features = hoof_features(x, grid=7, bins=8)
     assert features.shape == (1, 7 * 7 * 9)
     hist = features[0, : 7 * 7 * 8].view(49, 8)
@@ -233,8 +234,8 @@ def test_linear_svm_learns_motion_direction_and_predicts_its_own_decision():
         label = i % 3
         image = np.full((3, 28, 28), 128.0)
         angle = 2 * np.pi * label / 3
-        image[0, 8:20, 8:20] += 60 * np.cos(angle) + rng.normal(0, 5)
-        image[1, 8:20, 8:20] += 60 * np.sin(angle) + rng.normal(0, 5)
+        image[U, 8:20, 8:20] += 60 * np.cos(angle) + rng.normal(0, 5)
+        image[V, 8:20, 8:20] += 60 * np.sin(angle) + rng.normal(0, 5)
         images.append(image)
         labels.append(label)
     x, y = torch.tensor(np.array(images), dtype=torch.float32), torch.tensor(labels)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
 from test_preprocess_faces import astronaut_face, astronaut_landmarks
 
 from microexpr.preprocess import flow
+from microexpr.spec import FLOW_IMAGE_CHANNELS
 
 
 def planted_pair(shift: np.ndarray, sigma: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
@@ -78,22 +81,54 @@ def test_strain_matches_finite_differences_on_a_random_field():
         assert strain[y, x] == pytest.approx(expected, rel=1e-4)
 
 
-def test_flow_image_channels_are_u_v_strain_each_spanning_0_to_255():
+def test_flow_image_channels_are_strain_v_u_each_spanning_0_to_255():
     ys, xs = np.mgrid[0:56, 0:56].astype(np.float32)
     # u grows to the right, v shrinks downwards, strain sqrt((0.004 x)^2 + 0.03^2) grows with x
     field = np.dstack([0.002 * xs**2, -0.03 * ys])
     image = flow.encode_flow_image(field, size=28)
     assert image.shape == (28, 28, 3) and image.dtype == np.uint8
+    assert FLOW_IMAGE_CHANNELS == ("strain", "v", "u")  # OpenCV's B, G, R
     for channel in range(3):
         assert image[..., channel].min() == 0 and image[..., channel].max() == 255
-    assert np.all(np.diff(image[..., 0].astype(int), axis=1) >= 0)  # u: left to right
+    assert np.all(np.diff(image[..., 2].astype(int), axis=1) >= 0)  # u: left to right
     assert np.all(np.diff(image[..., 1].astype(int), axis=0) <= 0)  # v: top to bottom
-    assert np.all(np.diff(image[..., 2].astype(int), axis=1) >= 0)  # strain: left to right
+    assert np.all(np.diff(image[..., 0].astype(int), axis=1) >= 0)  # strain: left to right
     assert np.all(flow.minmax_uint8(np.full((4, 4), 3.0)) == 0)  # constant channel
     onset, apex = planted_pair(np.array([1.5, -1.5]))
     made = flow.flow_image(onset, apex, size=28)
     assert [made[..., c].min() for c in range(3)] == [0, 0, 0]
     assert [made[..., c].max() for c in range(3)] == [255, 255, 255]
+
+
+def _strain_of(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Optical strain magnitude of a (u, v) pair by finite differences (any scale)."""
+    exy = 0.5 * (np.gradient(u, axis=0) + np.gradient(v, axis=1))
+    return np.sqrt(np.gradient(u, axis=1) ** 2 + np.gradient(v, axis=0) ** 2 + 2 * exy**2)
+
+
+def test_composite_flow_images_hold_strain_v_u_as_opencv_reads_them(composite_root):
+    """The published images store u, v, strain as R, G, B (the folder's ``norm_u_v_os``),
+    not B, G, R: the channel FLOW_IMAGE_CHANNELS names strain is the one that matches the
+    strain of the other two, and the project's encoder writes the same order."""
+    files = sorted((composite_root / "STSNet_whole_norm_u_v_os").glob("*.png"))
+    assert len(files) == 442
+    s, v, u = (FLOW_IMAGE_CHANNELS.index(name) for name in ("strain", "v", "u"))
+    named, best_other = [], []
+    for path in files:
+        image = cv2.imread(str(path)).astype(np.float64)
+
+        def fit(iu, iv, istrain, image=image):
+            made = _strain_of(image[..., iu], image[..., iv]).ravel()
+            return np.corrcoef(made, image[..., istrain].ravel())[0, 1]
+
+        named.append(fit(u, v, s))
+        others = [p for p in itertools.permutations(range(3)) if p[2] != s]
+        best_other.append(max(fit(*p) for p in others))
+    named, best_other = np.array(named), np.array(best_other)
+    assert np.median(named) > 0.7 and np.median(best_other) < 0.2
+    assert (named > best_other).mean() > 0.95
+    medians = np.array([np.median(cv2.imread(str(p))[..., s]) for p in files])
+    assert (medians < 40).mean() > 0.9  # a non-negative magnitude, mostly near 0
 
 
 def test_flow_sequence_from_onset_and_from_previous_frame():

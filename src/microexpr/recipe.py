@@ -26,7 +26,7 @@ from microexpr.plan import Plan
 from microexpr.preprocess.pipelines import resolve_preprocess
 from microexpr.protocols import PROTOCOLS
 from microexpr.registry import UnknownNameError
-from microexpr.spec import InputSpec
+from microexpr.spec import FLOW_IMAGE_CHANNELS, InputSpec
 
 # The pipeline that makes each input kind from a clip of frames.
 PIPELINE_FOR_KIND = {
@@ -89,11 +89,18 @@ def resolve(cfg: ExperimentConfig) -> Plan:
 # Where a flow input's values of zero horizontal motion lie, by scaling: min-max scaled
 # images reflect about the middle of their range, flow_max clips about 0.
 FLOW_CENTRE = {"raw": 127.5, "unit": 0.5, "flow_max": 0.0}
-FLOW_KINDS = ("flow_image", "flow_regions", "flow_clip")
+# The channel holding u, by input kind: flow images (and their regions) as the composite's
+# files are (spec.FLOW_IMAGE_CHANNELS), flow clips u, v, strain.
+U_CHANNEL = {
+    "flow_image": FLOW_IMAGE_CHANNELS.index("u"),
+    "flow_regions": FLOW_IMAGE_CHANNELS.index("u"),
+    "flow_clip": 0,
+}
 
 
 def _augment(train: TrainConfig, spec: InputSpec) -> AugmentConfig | None:
-    """The augmentation with a flip's reflection of u filled in for flow inputs (channel 0)."""
+    """The augmentation with a flip's reflection of u filled in for flow inputs (the u
+    channel of :data:`U_CHANNEL`)."""
     augment = train.augment
     if augment is None or not augment.hflip:
         return augment
@@ -104,14 +111,15 @@ def _augment(train: TrainConfig, spec: InputSpec) -> AugmentConfig | None:
                 f"with {spec.in_chans} channels"
             )
         return augment
-    if spec.kind not in FLOW_KINDS:
+    if spec.kind not in U_CHANNEL:
         return augment
     if spec.scaling not in FLOW_CENTRE:
         raise ConfigError(
             f"train.augment.hflip on {spec.kind} scaled {spec.scaling!r}: set "
             "train.augment.flip_reflect to [0, value of zero horizontal flow]"
         )
-    return augment.model_copy(update={"flip_reflect": (0, FLOW_CENTRE[spec.scaling])})
+    reflect = (U_CHANNEL[spec.kind], FLOW_CENTRE[spec.scaling])
+    return augment.model_copy(update={"flip_reflect": reflect})
 
 
 def input_spec(declared: InputSpec, cfg: ExperimentConfig) -> InputSpec:

@@ -4,8 +4,9 @@ HOOF: Chaudhry, Ravichandran, Hager and Vidal, "Histograms of oriented optical f
 Binet-Cauchy kernels on nonlinear dynamical systems for the recognition of human actions",
 CVPR 2009: flow vectors binned by orientation, each weighted by its magnitude, the
 histogram normalised to sum 1. Used per face block in micro-expression work since (e.g.
-the HOOF and MDMO baselines of MEGC and MEB). Here it is computed on the 28 x 28 u/v/strain
-flow images per block of a ``grid`` x ``grid`` partition, plus each block's mean strain.
+the HOOF and MDMO baselines of MEGC and MEB). Here it is computed on the 28 x 28 flow
+images (channels ``spec.FLOW_IMAGE_CHANNELS``) per block of a ``grid`` x ``grid``
+partition, plus each block's mean strain.
 
 The composite's flow images are min-max normalised per channel, so zero motion is not at a
 known grey level: u and v are taken relative to their per-image median (most of the face
@@ -24,21 +25,22 @@ import torch
 from torch import nn
 
 from microexpr.models.registry import register_model
-from microexpr.spec import InputSpec
+from microexpr.spec import FLOW_IMAGE_CHANNELS, InputSpec
 
-# The flow image as stored: raw 0..255, channels u, v, strain (OpenCV's B, G, R).
+# The flow image as stored: raw 0..255, channels strain, v, u (OpenCV's B, G, R).
+U, V, STRAIN = (FLOW_IMAGE_CHANNELS.index(name) for name in ("u", "v", "strain"))
 HOOF_SPEC = InputSpec(kind="flow_image", size=28, in_chans=3, scaling="raw")
 
 
 def hoof_features(x: torch.Tensor, grid: int = 7, bins: int = 8) -> torch.Tensor:
-    """(N, 3, H, W) raw u, v, strain -> (N, grid * grid * (bins + 1)): per block, the
-    magnitude-weighted orientation histogram (all blocks together sum to 1 per sample),
-    then the block's mean strain in 0..1."""
+    """(N, 3, H, W) raw flow images (channels :data:`FLOW_IMAGE_CHANNELS`) ->
+    (N, grid * grid * (bins + 1)): per block, the magnitude-weighted orientation histogram
+    (all blocks together sum to 1 per sample), then the block's mean strain in 0..1."""
     n, _, h, w = x.shape
     if h % grid or w % grid:
         raise ValueError(f"a {h} x {w} image cannot be cut into a {grid} x {grid} grid")
-    u = x[:, 0] - x[:, 0].flatten(1).median(dim=1).values[:, None, None]
-    v = x[:, 1] - x[:, 1].flatten(1).median(dim=1).values[:, None, None]
+    u = x[:, U] - x[:, U].flatten(1).median(dim=1).values[:, None, None]
+    v = x[:, V] - x[:, V].flatten(1).median(dim=1).values[:, None, None]
     magnitude = torch.hypot(u, v)
     angle = torch.atan2(v, u) % (2 * math.pi)
     index = (angle / (2 * math.pi) * bins).long().clamp(max=bins - 1)
@@ -49,7 +51,8 @@ def hoof_features(x: torch.Tensor, grid: int = 7, bins: int = 8) -> torch.Tensor
     hist = torch.zeros(n, grid * grid * bins, device=x.device, dtype=x.dtype)
     hist.scatter_add_(1, cell, magnitude.flatten(1))
     hist = hist / hist.sum(1, keepdim=True).clamp(min=1e-12)
-    strain = nn.functional.avg_pool2d(x[:, 2:3] / 255.0, (h // grid, w // grid)).flatten(1)
+    block_side = (h // grid, w // grid)
+    strain = nn.functional.avg_pool2d(x[:, STRAIN : STRAIN + 1] / 255.0, block_side).flatten(1)
     return torch.cat([hist, strain], dim=1)
 
 

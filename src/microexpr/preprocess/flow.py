@@ -18,6 +18,7 @@ import numpy as np
 
 from microexpr.preprocess.faces import to_gray
 from microexpr.registry import Registry
+from microexpr.spec import FLOW_IMAGE_CHANNELS
 
 FlowFn = Callable[..., np.ndarray]
 
@@ -130,14 +131,16 @@ def minmax_uint8(channel: np.ndarray) -> np.ndarray:
 
 
 def encode_flow_image(flow: np.ndarray, size: int | None = 28) -> np.ndarray:
-    """(size, size, 3) uint8 image, channels (in OpenCV's BGR order) u, v, strain.
+    """(size, size, 3) uint8 image, channels (in OpenCV's BGR order) strain, v, u
+    (``spec.FLOW_IMAGE_CHANNELS``: u, v, strain as R, G, B, as the composite's files are).
 
     The ``norm_u_v_os`` encoding of STSTNet's public code: strain from the full-resolution
     flow; u, v and strain resized to ``size`` by area averaging; then each channel min-max
     normalised to 0..255. Normalising after resizing matters: every published 28x28 image of
     the MEGC2019 composite spans exactly 0..255 in each channel.
     """
-    stack = np.dstack([flow[..., 0], flow[..., 1], optical_strain(flow)]).astype(np.float32)
+    maps = {"u": flow[..., 0], "v": flow[..., 1], "strain": optical_strain(flow)}
+    stack = np.dstack([maps[name] for name in FLOW_IMAGE_CHANNELS]).astype(np.float32)
     if size is not None and stack.shape[:2] != (size, size):
         stack = cv2.resize(stack, (size, size), interpolation=cv2.INTER_AREA)
     return np.dstack([minmax_uint8(stack[..., c]) for c in range(3)]).astype(np.uint8)
