@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from microexpr import atomicio
 from microexpr.cli import app
-from microexpr.config import ExperimentConfig, config_from, load_config
+from microexpr.config import ConfigError, ExperimentConfig, config_from, load_config
 from microexpr.errors import DataError
 from microexpr.evaluate.ensemble import (
     MEMBERS,
@@ -386,3 +386,12 @@ def test_cli_ensemble_select_inner(members, tmp_path):
         args = ["ensemble", *map(str, members), "--out", str(tmp_path / "x"), *bad]
         result = runner.invoke(app, args)
         assert result.exit_code == 2, result.output
+
+
+def test_inner_predictions_need_two_splits_and_the_local_backend(members, tmp_path):
+    config = json.loads((members[0] / "config.json").read_text())
+    cfg = ExperimentConfig.model_validate(config)
+    for options in ({"inner_predictions": 1}, {"inner_predictions": 2, "backend": "ray"}):
+        with pytest.raises(ConfigError, match="inner-predictions"):
+            run_experiment(cfg, tmp_path / "o", progress=False, save_model=False, **options)
+    assert not (tmp_path / "o").exists()

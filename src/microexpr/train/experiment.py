@@ -297,6 +297,8 @@ def run_experiment(
     plan = resolve(cfg)
     if inner_predictions and (backend == "ray" or plan.protocol.inner is not None):
         raise ConfigError("--inner-predictions runs with the local backend, without protocol.inner")
+    if inner_predictions == 1:
+        raise ConfigError("--inner-predictions: at least 2 splits (0 for none)")
     if save_fold_models and backend == "ray":
         raise ConfigError("per-fold weights are saved by the local backend only")
     if plan.train.record_epochs and (backend == "ray" or plan.protocol.inner is not None):
