@@ -298,3 +298,65 @@ def test_the_real_command_killed_mid_run_resumes(runner, tmp_path):
     assert run(tmp_path / "killed").wait(600) == 0
     assert outcome(tmp_path / "killed" / "out") == outcome(tmp_path / "whole" / "out")
     assert not damaged(tmp_path / "killed")
+
+
+PARENT = """\
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+
+from microexpr.train.stacked import one_thread_while_parent_lives
+
+
+def work(path):
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(120)  # a long stacked part
+
+
+if __name__ == "__main__":
+    watched = sys.argv[2] == "watched"
+    with ProcessPoolExecutor(
+        1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=one_thread_while_parent_lives if watched else None,
+        initargs=(os.getpid(), 0.1) if watched else (),
+    ) as pool:
+        pool.submit(work, sys.argv[1])
+        time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """A process that has not exited (a zombie awaiting its reaper counts as exited)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.parametrize("watched", [True, False])
+def test_stacked_pool_workers_exit_when_their_parent_is_killed(tmp_path, watched):
+    """The stacked engine's workers watch their parent: SIGKILL the parent and its worker
+    is gone within seconds; without the watch (the control) it computes on."""
+    script, pid_file = tmp_path / "parent.py", tmp_path / "worker.pid"
+    script.write_text(PARENT)
+    mode = "watched" if watched else "plain"
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file), mode])
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists():
+            assert parent.poll() is None and time.monotonic() < deadline, "worker never started"
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _alive(worker) is not watched
+    finally:
+        parent.kill()
+        if pid_file.exists() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
