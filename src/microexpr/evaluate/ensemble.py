@@ -22,6 +22,7 @@ import itertools
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -220,14 +221,15 @@ def select_inner(
     subsets = member_subsets(len(outer))
     probs = np.empty(outer_probs.shape[1:])
     folds = {}
-    for fold in pd.unique(outer[0]["fold"]):
+    outer_fold = outer[0]["fold"].to_numpy()
+    for fold in pd.unique(outer_fold):
         rows = parent == fold
         uf1 = [
             scores(inner_true[rows], inner_probs[list(s)][:, rows].mean(0).argmax(1))["uf1"]
             for s in subsets
         ]
         best = max(range(len(subsets)), key=lambda i: (uf1[i], -i))
-        test = outer[0]["fold"].to_numpy() == fold
+        test = outer_fold == fold
         probs[test] = outer_probs[list(subsets[best])][:, test].mean(0)
         folds[str(fold)] = {"chosen": list(subsets[best]), "inner_uf1": uf1}
     record = {"recipe": SELECT_RECIPE, "candidates": [list(s) for s in subsets], "folds": folds}
@@ -312,13 +314,11 @@ def _section(members: Sequence[dict], selection: dict | None) -> str:
         for m, x in zip(members, share, strict=True)
     ]
     if selection is not None:
-        counts: dict[tuple[int, ...], int] = {}
-        for c in chosen:
-            counts[tuple(c)] = counts.get(tuple(c), 0) + 1
+        counts = Counter(tuple(c) for c in chosen)
         lines += ["", "| chosen subset | folds |", "| --- | --- |"]
         lines += [
             f"| {' + '.join(members[i]['run'] for i in subset)} | {n} |"
-            for subset, n in sorted(counts.items(), key=lambda kv: -kv[1])
+            for subset, n in counts.most_common()
         ]
     return "\n".join(lines) + "\n"
 

@@ -212,6 +212,14 @@ def group_by_label(fold: Fold, samples: list[Sample], classes: tuple[str, ...]) 
     return replace(fold, train=tuple(train))
 
 
+def training_order(plan: Plan, samples: list[Sample], folds: list[Fold]) -> list[Fold]:
+    """The folds with their training samples in the order the recipe feeds them: grouped by
+    label when it trains without shuffling (STSTNet's loop), else as the protocol gave them."""
+    if plan.train.group_by_label and not plan.train.shuffle:
+        return [group_by_label(fold, samples, plan.classes) for fold in folds]
+    return folds
+
+
 def trained_on(plan: Plan, samples: list[Sample], indices: list[int]) -> dict:
     """What a bundle records of its training data: reader, counts, subjects."""
     chosen = [samples[i] for i in indices]
@@ -332,9 +340,7 @@ def run_experiment(
     samples = inputs.samples
     targets = encode_labels(samples, plan.classes)
     protocol_folds = make_folds(plan.protocol.name, samples, **plan.protocol.options)[:max_folds]
-    folds = protocol_folds
-    if plan.train.group_by_label and not plan.train.shuffle:
-        folds = [group_by_label(fold, samples, plan.classes) for fold in folds]
+    folds = training_order(plan, samples, protocol_folds)
     keep = None
     if save_fold_models:
 
@@ -390,8 +396,7 @@ def write_inner_predictions(
     never sees it. Fold files go to ``out_dir/inner/folds``, so an interrupted run resumes."""
     samples = inputs.samples
     flat = [f for fold in outer for f in inner_folds(fold, samples, splits)]
-    if plan.train.group_by_label and not plan.train.shuffle:
-        flat = [group_by_label(f, samples, plan.classes) for f in flat]
+    flat = training_order(plan, samples, flat)
     fit_predict, group = make_fit_predict(plan, inputs, targets, progress)
     if plan.ensemble > 1:
         fit_predict = ensembled(fit_predict, plan.ensemble)

@@ -39,10 +39,10 @@ from microexpr.train.experiment import (
     _check_config,
     default_cache,
     ensembled,
-    group_by_label,
     load_samples,
     make_fit_predict,
     save_final_model,
+    training_order,
     with_absolute_root,
 )
 from microexpr.train.folds import FitPredict, run_folds
@@ -99,10 +99,7 @@ class Candidate:
         return ensembled(fit, self.plan.ensemble) if self.plan.ensemble > 1 else fit
 
     def ordered(self, fold: Fold) -> Fold:
-        plan = self.plan
-        if plan.train.group_by_label and not plan.train.shuffle:
-            return group_by_label(fold, self.inputs.samples, plan.classes)
-        return fold
+        return training_order(self.plan, self.inputs.samples, [fold])[0]
 
 
 def inner_scores(
