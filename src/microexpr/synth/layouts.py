@@ -88,7 +88,8 @@ def write_synthetic(
 
     Database layouts go through :func:`microexpr.synth.replicas.write_layout` (``quirks``
     are its keyword arguments); ``flow`` and ``flow-per-subject`` write u/v/strain images with
-    :mod:`microexpr.synth.replicas.flow_images` (``size`` is then the image side).
+    :mod:`microexpr.synth.replicas.flow_images` (``size`` is then the image side; ``flow``
+    takes ``dataset``, the CSV's database column, as its one quirk).
     Returns the ground-truth records.
     """
     defaults = LAYOUTS.get(layout)
@@ -100,7 +101,7 @@ def write_synthetic(
         )
         out.mkdir(parents=True, exist_ok=True)
         if layout == "flow":
-            write_flat(records, out, classes)
+            write_flat(records, out, classes, **(quirks or {}))
         else:
             write_per_subject(records, out, classes)
         return [
