@@ -374,6 +374,50 @@ def train_command(
         console.print(f"model bundle: {out}/model (microexpr predict {out}/model --data DIR)")
 
 
+@app.command("pretrain")
+def pretrain_command(
+    config: Annotated[str, typer.Argument(help="Experiment YAML whose model is pretrained.")],
+    out: Annotated[str, typer.Option(help="Output folder: a bundle with weights.safetensors.")],
+    data: Annotated[
+        str | None,
+        typer.Option(help="A database you hold, e.g. FER2013 (with --set data.name=...)."),
+    ] = None,
+    synthetic: Annotated[
+        int, typer.Option(help="Instead: this many synthetic subjects (written in OUT/source).")
+    ] = 0,
+    clips: Annotated[int, typer.Option(help="Synthetic clips per subject.")] = 14,
+    seed: Annotated[int, typer.Option(help="Synthetic data seed.")] = 0,
+    overrides: SetOption = None,
+    cache: CacheOption = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Preprocessing processes (default: all cores).")
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a config's model on another source first: a macro-expression database you hold
+    (--data DIR --set data.name=fer2013 --set data.taxonomy=fer-7) or synthetic clips with
+    planted facial actions (--synthetic N). Fine-tune from it with
+    `train CONFIG --set model.weights=OUT/weights.safetensors`."""
+    from pathlib import Path
+
+    from microexpr.config import load_config
+    from microexpr.synth.sources import synthetic_source
+    from microexpr.train.pretrain import pretrain
+
+    if (data is None) == (synthetic == 0):
+        raise typer.BadParameter("give a source: --data DIR or --synthetic SUBJECTS")
+    cfg = load_config(config, _with_data(data, overrides))
+    source = cfg.data
+    if synthetic:
+        source = synthetic_source(cfg, Path(out) / "source", synthetic, clips, seed)
+    bundle = pretrain(cfg, Path(out), source, _progress(quiet), cache, workers)
+    console.print(
+        f"pretrained on {bundle.manifest['trained_on']['samples']} samples of {source.name} "
+        f"({', '.join(bundle.classes)}); fine-tune with "
+        f"--set model.weights={out}/weights.safetensors"
+    )
+
+
 @app.command("sweep")
 def sweep_command(
     config: Annotated[str, typer.Argument(help="Experiment YAML (see configs/).")],

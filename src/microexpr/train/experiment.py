@@ -72,7 +72,26 @@ def load_samples(plan: Plan, report: Report | None = None) -> list[Sample]:
     samples = taxonomy.apply(read)
     if not samples:
         raise ConfigError(f"no {plan.data.name} samples fall in taxonomy {taxonomy.name}")
+    if plan.weights:
+        check_weights_subjects(Path(plan.weights), samples)
     return samples
+
+
+def check_weights_subjects(weights: Path, samples: list[Sample]) -> None:
+    """Refuse weights from a bundle (``microexpr pretrain`` or ``train``'s final model) that
+    was trained on a subject of this run: that subject's labels would reach the model of the
+    fold that tests it. Files from elsewhere carry no record and are taken as given."""
+    manifest = weights.parent / MANIFEST
+    if not manifest.is_file():
+        return
+    trained = set(json.loads(manifest.read_text()).get("trained_on", {}).get("subjects", []))
+    shared = sorted(trained & {subject_key(s) for s in samples})
+    if shared:
+        raise ConfigError(
+            f"model.weights {weights} was trained on {len(shared)} subjects of this run "
+            f"(e.g. {', '.join(shared[:3])}): every fold testing one of them would have seen "
+            "its labels; pretrain on another source"
+        )
 
 
 def create_model(plan: Plan) -> tuple[nn.Module, LoadReport | None]:
