@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from microexpr.config import AugmentConfig, DataConfig, ExperimentConfig, TrainConfig
 from microexpr.inference import predict_proba
+from microexpr.models import load_weights
 from microexpr.models.flow_nets import StackedSTSTNet, conv_patches, ststnet
 from microexpr.protocols import Fold
 from microexpr.recipe import resolve
@@ -38,11 +40,14 @@ FOLDS = [
 ]
 
 
-def _alone(images, targets, fold: Fold, cfg: TrainConfig) -> np.ndarray:
-    """The official loop's work: the fold's own seeded STSTNet trained by train_fold."""
+def _alone(images, targets, fold: Fold, cfg: TrainConfig, weights: str | None = None) -> np.ndarray:
+    """The official loop's work: the fold's own seeded STSTNet (started from ``weights`` when
+    given) trained by train_fold."""
     train = cfg.model_copy(update={"seed": fold.seed(cfg.seed)})
     torch.manual_seed(train.seed)
     model = ststnet(3, 3, drop_rate=0.0)
+    if weights:
+        load_weights(model, "ststnet", weights)
     train_fold(model, (images[list(fold.train)], targets[list(fold.train)]), train, 3, False)
     return predict_proba(model, images[list(fold.test)], device="cpu")
 
@@ -54,6 +59,21 @@ def test_stacked_engine_equals_each_fold_trained_alone(shuffle):
     stacked = train_folds_stacked(images, targets, FOLDS, cfg, 3, {"drop_rate": 0.0}, False, 1)
     for fold, probs in zip(FOLDS, stacked, strict=True):
         np.testing.assert_allclose(probs, _alone(images, targets, fold, cfg), atol=1e-4)
+
+
+def test_stacked_engine_starts_every_fold_from_the_weights_file(tmp_path):
+    """A pretrained STSTNet of seven classes: each stacked fold loads all but its classifier,
+    as a fold trained alone does, and training from it differs from random init."""
+    torch.manual_seed(99)
+    weights = str(tmp_path / "pre.safetensors")
+    save_file(ststnet(7, 3).state_dict(), weights)
+    images, targets = _data()
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-3, device="cpu")
+    args = (images, targets, FOLDS, cfg, 3, {"drop_rate": 0.0}, False, 1)
+    started, plain = train_folds_stacked(*args, weights=weights), train_folds_stacked(*args)
+    for fold, probs, own in zip(FOLDS, started, plain, strict=True):
+        np.testing.assert_allclose(probs, _alone(images, targets, fold, cfg, weights), atol=1e-4)
+        assert not np.allclose(probs, own, atol=1e-3)
 
 
 @pytest.mark.slow  # starts two processes (each imports torch)

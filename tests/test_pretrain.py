@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -119,3 +121,22 @@ def test_cli_pretrain_needs_exactly_one_source_and_prints_the_fine_tuning_flag(t
     assert "model.weights=" in result.output.replace("\n", "")
     assert json.loads((out / "source" / SOURCE_MARKER).read_text())["subjects"] == 2
     assert (out / "weights.safetensors").is_file()
+
+
+def test_the_stacked_ststnet_engine_fine_tunes_from_pretrained_weights(tmp_path, flow_records):
+    """STSTNet's default engine trains every fold in one stack: it must start from the
+    file too, not print the load report and train from random init."""
+    write_flat(flow_records, tmp_path / "data")
+    sets = [f"data.root={tmp_path / 'data'}", "train.epochs=2", "train.device=cpu"]
+    cfg = load_config(CONFIGS / "composite_ststnet.yaml", sets)
+    assert resolve(cfg).engine == "stacked"
+    source = synthetic_source(cfg, tmp_path / "pre" / "source", subjects=2, clips=7)
+    pretrain(cfg, tmp_path / "pre", source, progress=False)
+    weights = str(tmp_path / "pre" / "weights.safetensors")
+    tuned = cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})})
+    run_experiment(tuned, tmp_path / "tuned", False, max_folds=1, save_model=False)
+    run_experiment(cfg, tmp_path / "plain", False, max_folds=1, save_model=False)
+    columns = ["p_negative", "p_positive", "p_surprise"]
+    tuned_probs = pd.read_csv(tmp_path / "tuned" / "predictions.csv")[columns].to_numpy()
+    plain_probs = pd.read_csv(tmp_path / "plain" / "predictions.csv")[columns].to_numpy()
+    assert not np.allclose(tuned_probs, plain_probs, atol=1e-4)

@@ -12,6 +12,22 @@ from microexpr.models import (
     se_resnext,  # noqa: F401  (registers models)
     sssnet,  # noqa: F401  (registers models)
 )
-from microexpr.models.registry import MODELS, ModelEntry, create, info, list_models, register_model
+from microexpr.models.registry import (
+    MODELS,
+    ModelEntry,
+    create,
+    info,
+    list_models,
+    load_weights,
+    register_model,
+)
 
-__all__ = ["MODELS", "ModelEntry", "create", "info", "list_models", "register_model"]
+__all__ = [
+    "MODELS",
+    "ModelEntry",
+    "create",
+    "info",
+    "list_models",
+    "load_weights",
+    "register_model",
+]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import nn
 
+from microexpr.models.weights import LoadReport, load_pretrained
 from microexpr.registry import Registry
 from microexpr.spec import InputSpec
 
@@ -56,6 +58,14 @@ def create(name: str, num_classes: int, in_chans: int | None = None, **kwargs) -
     entry = info(name)
     channels = entry.input.in_chans if in_chans is None else in_chans
     return entry.builder(num_classes=num_classes, in_chans=channels, **kwargs)
+
+
+def load_weights(model: nn.Module, name: str, path: str | Path) -> LoadReport:
+    """Load a local weights file into ``model``, built as registered model ``name``, with the
+    input conv and classifier its entry names (a classifier of another class count is left at
+    init)."""
+    entry = info(name)
+    return load_pretrained(model, path, first_conv=entry.first_conv, classifier=entry.classifier)
 
 
 def list_models() -> list[str]:

@@ -28,7 +28,7 @@ from microexpr.evaluate.report import INNER_PREDICTIONS, write_report
 from microexpr.inference import build_model, predict_proba, torch_device
 from microexpr.inputs import ModelInputs, encode_labels, model_inputs
 from microexpr.models.classical import ClassicalModel
-from microexpr.models.weights import LoadReport, load_pretrained
+from microexpr.models.weights import LoadReport
 from microexpr.plan import Plan
 from microexpr.protocols import Fold, inner_folds, make_folds
 from microexpr.recipe import resolve
@@ -100,11 +100,7 @@ def create_model(plan: Plan) -> tuple[nn.Module, LoadReport | None]:
     model = build_model(plan)
     if not plan.weights:
         return model, None
-    entry = models.info(plan.model)
-    report = load_pretrained(
-        model, plan.weights, first_conv=entry.first_conv, classifier=entry.classifier
-    )
-    return model, report
+    return model, models.load_weights(model, plan.model, plan.weights)
 
 
 def make_fit_predict(
@@ -138,9 +134,17 @@ def make_fit_predict(
                     plan.model_options,
                     progress,
                     processes,
+                    weights=plan.weights,
                 )
             net = train_stacked(
-                inputs.images, targets, folds, plan.train, num_classes, plan.model_options, progress
+                inputs.images,
+                targets,
+                folds,
+                plan.train,
+                num_classes,
+                plan.model_options,
+                progress,
+                weights=plan.weights,
             )
             for i, fold in enumerate(folds):
                 keep(fold, [net.fold_model(i)])
@@ -476,6 +480,7 @@ def save_final_model(
             len(plan.classes),
             plan.model_options,
             progress,
+            weights=plan.weights,
         )
         members = [net.fold_model(i) for i in range(net.folds)]
     else:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from microexpr.config import AugmentConfig, TrainConfig
 from microexpr.inference import torch_device
+from microexpr.models import load_weights
 from microexpr.models.flow_nets import CONV_SIDE, POOL_SIDE, StackedSTSTNet, conv_patches, ststnet
 from microexpr.protocols import Fold
 from microexpr.train.augment import augment_batch
@@ -200,14 +201,20 @@ def train_stacked(
     num_classes: int,
     model_kwargs: dict | None = None,
     progress: bool = True,
+    *,
+    weights: str | None = None,
 ) -> StackedSTSTNet:
-    """One STSTNet per fold (fold-seeded init), all trained at once in this process."""
+    """One STSTNet per fold (fold-seeded init, then the tensors of ``weights`` that fit, as
+    the per-fold engine starts), all trained at once in this process."""
     device = torch_device(cfg.device)
     seeds = [fold.seed(cfg.seed) for fold in folds]
     models = []
     for seed in seeds:
         torch.manual_seed(seed)
-        models.append(ststnet(num_classes, images.shape[1], **(model_kwargs or {})))
+        model = ststnet(num_classes, images.shape[1], **(model_kwargs or {}))
+        if weights:
+            load_weights(model, "ststnet", weights)
+        models.append(model)
     net = StackedSTSTNet(models).to(device)
     images = images.to(device)
     flips = None
@@ -347,6 +354,8 @@ def train_folds_stacked(
     model_kwargs: dict | None = None,
     progress: bool = True,
     processes: int | None = None,
+    *,
+    weights: str | None = None,
 ) -> list[np.ndarray]:
     """Train one STSTNet per fold, all at once; return each fold's test probabilities.
 
@@ -357,8 +366,12 @@ def train_folds_stacked(
     processes = processes or default_processes(device, folds, cfg)
     if processes > 1:
         parts = split_folds(folds, processes)
-        return _in_processes(images, targets, parts, cfg, num_classes, model_kwargs, progress)
-    net = train_stacked(images, targets, folds, cfg, num_classes, model_kwargs, progress)
+        return _in_processes(
+            images, targets, parts, cfg, num_classes, model_kwargs, progress, weights
+        )
+    net = train_stacked(
+        images, targets, folds, cfg, num_classes, model_kwargs, progress, weights=weights
+    )
     return predict_stacked(net, images, folds, device)
 
 
@@ -384,6 +397,7 @@ def _in_processes(
     num_classes: int,
     model_kwargs: dict | None,
     progress: bool,
+    weights: str | None,
 ) -> list[np.ndarray]:
     """Each part of the folds in its own spawned process with one thread."""
     context = multiprocessing.get_context("spawn")
@@ -404,6 +418,7 @@ def _in_processes(
                 model_kwargs,
                 progress and i == 0,
                 1,
+                weights=weights,
             )
             for i, part in enumerate(parts)
         ]
