@@ -124,28 +124,10 @@ def make_fit_predict(
     if plan.engine == "stacked":
 
         def fit_stacked(folds: list[Fold]) -> list[np.ndarray]:
+            args = (inputs.images, targets, folds, plan.train, num_classes, plan.model_options)
             if keep is None:
-                return train_folds_stacked(
-                    inputs.images,
-                    targets,
-                    folds,
-                    plan.train,
-                    num_classes,
-                    plan.model_options,
-                    progress,
-                    processes,
-                    weights=plan.weights,
-                )
-            net = train_stacked(
-                inputs.images,
-                targets,
-                folds,
-                plan.train,
-                num_classes,
-                plan.model_options,
-                progress,
-                weights=plan.weights,
-            )
+                return train_folds_stacked(*args, progress, processes, weights=plan.weights)
+            net = train_stacked(*args, progress, weights=plan.weights)
             for i, fold in enumerate(folds):
                 keep(fold, [net.fold_model(i)])
             return predict_stacked(net, inputs.images, folds, torch_device(plan.train.device))
