@@ -92,6 +92,16 @@ def test_a_source_of_another_input_kind_is_refused(tmp_path):
         pretrain(cfg, tmp_path / "pre", source, progress=False)
 
 
+def test_cli_refuses_a_held_database_of_another_input_kind(tmp_path):
+    """--data and --set data.* name the source; the config's own data (flow images here) is
+    what the model is pretrained for, so a face database is refused for a flow model."""
+    write_synthetic("fer2013", tmp_path / "fer", n_subjects=1, clips_per_subject=2, size=48)
+    args = ["pretrain", str(CONFIGS / "sssnet.yaml"), "--out", str(tmp_path / "pre")]
+    source = ["--data", str(tmp_path / "fer"), "--set", "data.name=fer2013"]
+    result = CliRunner().invoke(app, [*args, *source, "--set", "data.taxonomy=fer-7", "--quiet"])
+    assert isinstance(result.exception, ConfigError) and "flow_image" in str(result.exception)
+
+
 def test_weights_trained_on_a_subject_of_the_run_are_refused(tmp_path, flow_records):
     """Pretraining on the run's own database would put every test subject's labels into the
     model that is then scored on it: the run stops before any fold."""

@@ -406,10 +406,12 @@ def pretrain_command(
 
     if (data is None) == (synthetic == 0):
         raise typer.BadParameter("give a source: --data DIR or --synthetic SUBJECTS")
-    cfg = load_config(config, _with_data(data, overrides))
-    source = cfg.data
+    # data.* settings describe the source; the config's own data is what the model is for
+    cfg = load_config(config, [o for o in overrides or [] if not o.startswith("data.")])
     if synthetic:
         source = synthetic_source(cfg, Path(out) / "source", synthetic, clips, seed)
+    else:
+        source = load_config(config, _with_data(data, overrides)).data
     bundle = pretrain(cfg, Path(out), source, _progress(quiet), cache, workers)
     console.print(
         f"pretrained on {bundle.manifest['trained_on']['samples']} samples of {source.name} "
