@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from microexpr.cli import app
-from microexpr.config import ConfigError, DataConfig, load_config
+from microexpr.config import ConfigError, DataConfig, ExperimentConfig, load_config
 from microexpr.labels import get as get_taxonomy
 from microexpr.recipe import resolve
 from microexpr.synth import write_synthetic
@@ -32,6 +32,11 @@ SMALL_SSSNET = [
 ]
 
 
+def with_weights(cfg: ExperimentConfig, weights: str) -> ExperimentConfig:
+    """``cfg`` fine-tuned from ``weights`` (``--set model.weights=...``)."""
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})})
+
+
 def test_synthetic_pretraining_starts_the_flow_model_but_its_classifier(tmp_path, flow_records):
     write_flat(flow_records, tmp_path / "data")
     cfg = load_config(CONFIGS / "sssnet.yaml", [f"data.root={tmp_path / 'data'}", *SMALL_SSSNET])
@@ -42,7 +47,7 @@ def test_synthetic_pretraining_starts_the_flow_model_but_its_classifier(tmp_path
     record = bundle.manifest["trained_on"]
     assert record["samples"] == 21 and record["subjects"][0].startswith("synthetic/")
     weights = tmp_path / "pre" / "weights.safetensors"
-    tuned = cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": str(weights)})})
+    tuned = with_weights(cfg, str(weights))
     model, report = create_model(resolve(tuned))
     assert report.reinitialised == ["fc.weight", "fc.bias"]  # 7 classes there, 3 here
     assert not report.mismatched and not report.unexpected
@@ -78,7 +83,7 @@ def test_a_held_macro_database_pretrains_a_face_model(tmp_path):
     assert bundle.classes == get_taxonomy("fer-7").classes
     assert bundle.manifest["trained_on"]["samples"] == 14
     weights = str(tmp_path / "pre" / "weights.safetensors")
-    tuned = cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})})
+    tuned = with_weights(cfg, weights)
     _, report = create_model(resolve(tuned))
     assert set(report.dropped_head) == {"classifier.weight", "classifier.bias"}
     assert len(report.loaded) == report.total - 2
@@ -109,7 +114,7 @@ def test_weights_trained_on_a_subject_of_the_run_are_refused(tmp_path, flow_reco
     cfg = load_config(CONFIGS / "sssnet.yaml", [f"data.root={tmp_path / 'data'}", *SMALL_SSSNET])
     pretrain(cfg, tmp_path / "pre", cfg.data, progress=False)
     weights = str(tmp_path / "pre" / "weights.safetensors")
-    tuned = cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})})
+    tuned = with_weights(cfg, weights)
     with pytest.raises(ConfigError, match="trained on 6 subjects of this run"):
         run_experiment(tuned, tmp_path / "run", False, max_folds=1, save_model=False)
     assert not (tmp_path / "run" / "config.json").exists()
@@ -143,7 +148,7 @@ def test_the_stacked_ststnet_engine_fine_tunes_from_pretrained_weights(tmp_path,
     source = synthetic_source(cfg, tmp_path / "pre" / "source", subjects=2, clips=7)
     pretrain(cfg, tmp_path / "pre", source, progress=False)
     weights = str(tmp_path / "pre" / "weights.safetensors")
-    tuned = cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": weights})})
+    tuned = with_weights(cfg, weights)
     run_experiment(tuned, tmp_path / "tuned", False, max_folds=1, save_model=False)
     run_experiment(cfg, tmp_path / "plain", False, max_folds=1, save_model=False)
     columns = ["p_negative", "p_positive", "p_surprise"]

@@ -215,6 +215,9 @@ CacheOption = Annotated[
     str | None,
     typer.Option(help="Feature cache root (default: $MICROEXPR_CACHE or ~/.cache/microexpr)."),
 ]
+WorkersOption = Annotated[
+    int | None, typer.Option(help="Preprocessing processes (default: all cores).")
+]
 InnerPredictionsOption = Annotated[
     int,
     typer.Option(
@@ -333,9 +336,7 @@ def train_command(
     overrides: SetOption = None,
     max_folds: MaxFoldsOption = None,
     cache: CacheOption = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Preprocessing processes (default: all cores).")
-    ] = None,
+    workers: WorkersOption = None,
     save_model: Annotated[
         bool,
         typer.Option(help="Fit a final model on all subjects with the same recipe (OUT/model)."),
@@ -389,9 +390,7 @@ def pretrain_command(
     seed: Annotated[int, typer.Option(help="Synthetic data seed.")] = 0,
     overrides: SetOption = None,
     cache: CacheOption = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Preprocessing processes (default: all cores).")
-    ] = None,
+    workers: WorkersOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Train a config's model on another source first: a macro-expression database you hold
