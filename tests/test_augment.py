@@ -1,4 +1,4 @@
-"""Batch augmentation (images and clips), the plateau schedule's training-only validation
+"""Batch augmentation (images and clips, mixup), the plateau schedule's training-only validation
 split, and both wired into train_fold."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 
 from microexpr.config import AugmentConfig, PlateauConfig, TrainConfig
 from microexpr.train import trainer
-from microexpr.train.augment import augment_batch
+from microexpr.train.augment import augment_batch, mix_batch
 from microexpr.train.schedule import validation_split
 from microexpr.train.trainer import train_fold
 
@@ -141,3 +141,44 @@ def test_a_last_batch_of_one_sample_is_dropped():
     x, y = torch.rand(9, 1, 8, 8), torch.arange(9) % 3
     train_fold(model, (x, y), TrainConfig(epochs=1, batch_size=4), 3, progress=False)
     assert int(model[2].num_batches_tracked) == 2
+
+
+def test_mixup_blends_each_sample_with_one_partner_at_one_weight():
+    torch.manual_seed(0)
+    x = torch.rand(6, 2, 4, 4)
+    y = torch.arange(6)
+    mixed, partners, lam = mix_batch(x, y, alpha=0.4)
+    assert 0.0 <= lam <= 1.0
+    assert sorted(partners.tolist()) == list(range(6))  # a permutation of the batch
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[partners])
+
+
+def test_train_fold_with_mixup_trains_on_the_blended_loss(monkeypatch):
+    # At weight 0 the loss is all the partners': training equals plain training on their labels.
+    def fresh():
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+
+    x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 3
+    shifted = (y + 1) % 3
+    draws: list[int] = []
+    monkeypatch.setattr(
+        trainer, "mix_batch", lambda xb, yb, a: (draws.append(a) or xb, (yb + 1) % 3, 0.0)
+    )
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-2, augment=AugmentConfig(mixup=0.2))
+    mixed = train_fold(fresh(), (x, y), cfg, 3, progress=False)
+    plain = train_fold(
+        fresh(), (x, shifted), TrainConfig(epochs=2, batch_size=8, lr=1e-2), 3, progress=False
+    )
+    assert draws == [0.2] * 4
+    for a, b in zip(mixed.parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(a, b)
+
+
+def test_mixup_is_refused_in_a_cuda_graph_and_by_the_stacked_engine():
+    from microexpr.recipe import supports_stacking
+
+    with pytest.raises(ValueError, match="CUDA graph would freeze"):
+        TrainConfig(cuda_graph=True, augment=AugmentConfig(mixup=0.2))
+    assert supports_stacking("ststnet", TrainConfig(augment=AugmentConfig(hflip=0.5)))
+    assert not supports_stacking("ststnet", TrainConfig(augment=AugmentConfig(mixup=0.2)))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Scaling = Literal["raw", "unit", "imagenet", "flow_max"]
 InputKind = Literal["flow_image", "apex_image", "image", "clip", "flow_clip", "flow_regions"]
@@ -133,6 +133,9 @@ class AugmentConfig(_Strict):
     translate: float = Field(0.0, ge=0, lt=1)  # uniform shift up to this fraction of the side
     scale: tuple[float, float] = (1.0, 1.0)  # uniform zoom factor range
     shear: float = Field(0.0, ge=0)  # uniform horizontal shear angle in [-shear, shear]
+    # mixup (Zhang et al., 2018): each batch blended with a shuffled copy of itself at a
+    # weight drawn from Beta(mixup, mixup), the loss blended alike; 0 = off
+    mixup: float = Field(0.0, ge=0)
 
     @property
     def geometric(self) -> bool:
@@ -180,6 +183,15 @@ class TrainConfig(_Strict):
     # report can show what per-subject best-epoch selection would have printed. 0 = off. The
     # honest predictions are the same bits either way; it needs the per-fold engine.
     record_epochs: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _mixup_not_graphed(self) -> TrainConfig:
+        if self.cuda_graph and self.augment is not None and self.augment.mixup:
+            raise ValueError(
+                "train.augment.mixup draws a new weight every step, which a CUDA graph would "
+                "freeze: set train.cuda_graph false"
+            )
+        return self
 
     @field_validator("device")
     @classmethod

@@ -191,7 +191,8 @@ def supports_stacking(model_name: str, cfg: TrainConfig) -> bool:
     flips as the only augmentation, without a plateau schedule or the per-epoch test
     recording (``record_epochs``, a per-fold diagnostic: ``auto`` then trains one fold at a
     time)."""
-    only_flips = cfg.augment is None or (not cfg.augment.geometric and not cfg.augment.grayscale)
+    augment = cfg.augment
+    only_flips = augment is None or not (augment.geometric or augment.grayscale or augment.mixup)
     return (
         model_name == "ststnet"
         and cfg.optimizer == "adam"

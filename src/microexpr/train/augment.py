@@ -1,5 +1,5 @@
 """Random augmentation of whole training batches on their device: flips (negating the
-horizontal flow of flow inputs), rotation, affine, grayscale. Image batches (B, C, H, W) get
+horizontal flow of flow inputs), rotation, affine, grayscale, mixup. Image batches (B, C, H, W) get
 one draw per image; clip batches (B, C, T, H, W) one draw per clip, applied identically to all
 its frames.
 
@@ -85,3 +85,14 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     elif cfg.hflip:
         frames = torch.where(flip.view(n, 1, 1, 1), frames.flip(-1), frames)
     return frames.reshape(shape)
+
+
+def mix_batch(
+    x: torch.Tensor, y: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup: ``x`` blended with a shuffled copy of itself, with the partners' labels and the
+    weight ``lam`` of ``x`` (one Beta(alpha, alpha) draw per batch, as in Zhang et al.); the
+    loss is ``lam * loss(y) + (1 - lam) * loss(partners)``. Draws from torch's global RNG."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    order = torch.randperm(len(x), device=x.device)
+    return lam * x + (1.0 - lam) * x[order], y[order], lam

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from microexpr.config import AugmentConfig, TrainConfig
 from microexpr.inference import torch_device
 from microexpr.losses import create_loss
-from microexpr.train.augment import augment_batch
+from microexpr.train.augment import augment_batch, mix_batch
 from microexpr.train.cuda_graphs import GraphedStep
 from microexpr.train.schedule import validation_split
 
@@ -183,11 +183,17 @@ def eager_step(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        partners, lam = y, 1.0
         if augment is not None:
             x = augment_batch(x, augment)
+            if augment.mixup:
+                x, partners, lam = mix_batch(x, y, augment.mixup)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, enabled=use_amp):
-            loss = training_loss(criterion, model(x), y)
+            out = model(x)
+            loss = training_loss(criterion, out, y)
+            if lam < 1.0:
+                loss = lam * loss + (1.0 - lam) * training_loss(criterion, out, partners)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
