@@ -142,6 +142,15 @@ class AugmentConfig(_Strict):
         return bool(self.rotation or self.translate or self.shear or self.scale != (1.0, 1.0))
 
 
+class PretextConfig(_Strict):
+    """Self-supervised pretraining inside each fold (train/pretext.py): the fold's own
+    training images, each turned by 0, 90, 180 and 270 degrees, teach the network which turn
+    it sees for ``epochs`` before it trains on the labels (Gidaris et al., 2018)."""
+
+    task: Literal["rotation"] = "rotation"
+    epochs: int = Field(10, ge=1)
+
+
 class PlateauConfig(_Strict):
     """ReduceLROnPlateau on the loss of a validation split of the training subjects."""
 
@@ -178,6 +187,7 @@ class TrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     augment: AugmentConfig | None = None  # random training-batch augmentation
     plateau: PlateauConfig | None = None  # LR drop on a validation split of the training data
+    pretext: PretextConfig | None = None  # self-supervised start on the fold's training images
     # Diagnostic, not a result (docs/peers.md): every N-th epoch (and the last) also score the
     # fold's test samples and keep those probabilities (OUT/folds/<fold>.epochs.csv), so the
     # report can show what per-subject best-epoch selection would have printed. 0 = off. The

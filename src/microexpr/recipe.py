@@ -63,6 +63,11 @@ def resolve(cfg: ExperimentConfig) -> Plan:
     if cfg.model.input_size is not None:  # the declared size is known to fit its model
         _check_input_size(cfg.model.name, len(taxonomy.classes), spec, model_options)
     _check_loss(cfg.train, len(taxonomy.classes))
+    if cfg.train.pretext is not None and (spec.is_clip or entry.family == "classical"):
+        raise ConfigError(
+            "train.pretext turns images for a network to learn from: "
+            f"{cfg.model.name} {'reads clips' if spec.is_clip else 'is fitted by scikit-learn'}"
+        )
     protocol = _named("protocol.name", PROTOCOLS.get, cfg.protocol.name)
     check_options(protocol, cfg.protocol.options, "protocol.options", positional=1)
     train = cfg.train.model_copy(
@@ -188,9 +193,9 @@ def resolve_device(name: str) -> str:
 
 def supports_stacking(model_name: str, cfg: TrainConfig) -> bool:
     """The stacked engine implements STSTNet with Adam and cross-entropy (its recipe), with
-    flips as the only augmentation, without a plateau schedule or the per-epoch test
-    recording (``record_epochs``, a per-fold diagnostic: ``auto`` then trains one fold at a
-    time)."""
+    flips as the only augmentation, without a plateau schedule, an in-fold pretext or the
+    per-epoch test recording (``record_epochs``, a per-fold diagnostic: ``auto`` then trains
+    one fold at a time)."""
     augment = cfg.augment
     only_flips = augment is None or not (augment.geometric or augment.grayscale or augment.mixup)
     return (
@@ -199,6 +204,7 @@ def supports_stacking(model_name: str, cfg: TrainConfig) -> bool:
         and cfg.loss == "cross_entropy"
         and only_flips
         and cfg.plateau is None
+        and cfg.pretext is None
         and cfg.record_epochs == 0
     )
 
@@ -212,7 +218,7 @@ def _engine(cfg: ExperimentConfig, train: TrainConfig) -> str:
         if not stackable:
             raise ConfigError(
                 "engine: stacked runs ststnet with Adam and cross-entropy, no augmentation but "
-                "flips, no plateau schedule or train.record_epochs"
+                "flips, no plateau schedule, train.pretext or train.record_epochs"
             )
         return "stacked"
     if cfg.engine == "auto" and stackable:

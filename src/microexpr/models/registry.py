@@ -7,10 +7,11 @@ and classifier, so pretrained weights can be adapted to other channels and class
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from microexpr.models.weights import LoadReport, load_pretrained
@@ -60,10 +61,12 @@ def create(name: str, num_classes: int, in_chans: int | None = None, **kwargs) -
     return entry.builder(num_classes=num_classes, in_chans=channels, **kwargs)
 
 
-def load_weights(model: nn.Module, name: str, path: str | Path) -> LoadReport:
-    """Load a local weights file into ``model``, built as registered model ``name``, with the
-    input conv and classifier its entry names (a classifier of another class count is left at
-    init)."""
+def load_weights(
+    model: nn.Module, name: str, path: str | Path | Mapping[str, torch.Tensor]
+) -> LoadReport:
+    """Load a local weights file (or a state dict in memory) into ``model``, built as
+    registered model ``name``, with the input conv and classifier its entry names (a
+    classifier of another class count is left at init)."""
     entry = info(name)
     return load_pretrained(model, path, first_conv=entry.first_conv, classifier=entry.classifier)
 

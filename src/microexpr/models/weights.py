@@ -46,7 +46,7 @@ class LoadReport:
     """What :func:`load_pretrained` did with each tensor (counters ``num_batches_tracked``,
     which hold no learnt value, are left out of every list)."""
 
-    path: Path
+    path: str  # the file, or "a state dict"
     model: str
     total: int = 0
     loaded: list[str] = field(default_factory=list)
@@ -83,23 +83,26 @@ class LoadReport:
 
 def load_pretrained(
     model: nn.Module,
-    path: str | Path,
+    path: str | Path | Mapping[str, torch.Tensor],
     *,
     strict_shapes: bool = False,
     first_conv: str | Sequence[str] | None = None,
     classifier: str | Sequence[str] | None = None,
 ) -> LoadReport:
-    """Load the tensors of ``path`` that fit ``model`` and report on all of them.
+    """Load the tensors of ``path`` (a file, or a state dict already in memory) that fit
+    ``model`` and report on all of them.
 
     ``first_conv`` / ``classifier`` are module names as in timm's ``pretrained_cfg``; when not
     given they come from the model's ``pretrained_cfg`` (timm models) or are found generically.
     ``strict_shapes`` turns shape mismatches outside the classifier and the input convs
     into a ``ValueError`` instead of skipped tensors.
     """
-    path = Path(path)
-    state = read_state_dict(path)
+    if isinstance(path, Mapping):
+        state, path = dict(path), "a state dict"
+    else:
+        state = read_state_dict(path)
     target = model.state_dict()
-    report = LoadReport(path, type(model).__name__, sum(not _is_counter(k) for k in target))
+    report = LoadReport(str(path), type(model).__name__, sum(not _is_counter(k) for k in target))
     state, report.prefix = _strip_prefix(state, target)
     heads = _module_names(classifier, model, "classifier") or _trailing_linears(model)
     state = _rename(state, target, heads, report.renamed)

@@ -36,6 +36,7 @@ from microexpr.samples import Sample, subject_key
 from microexpr.train import ray_backend
 from microexpr.train.classical import fit_classical
 from microexpr.train.folds import FitPredict, run_folds
+from microexpr.train.pretext import pretext_state
 from microexpr.train.stacked import (
     predict_stacked,
     split_folds,
@@ -176,6 +177,9 @@ def fit(
     if isinstance(model, ClassicalModel):  # fitted by scikit-learn, not by gradient steps
         images, labels = inputs.subset(indices, targets, train=True)
         return fit_classical(model, images, labels, train)
+    if train.pretext is not None:  # the fold's own training images only
+        state = pretext_state(plan, inputs.subset(indices), train, progress, fold.name)
+        models.load_weights(model, plan.model, state)
     train_fold(
         model,
         inputs.subset(indices, targets, train=True),

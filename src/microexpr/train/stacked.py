@@ -32,6 +32,7 @@ from microexpr.config import AugmentConfig, TrainConfig
 from microexpr.inference import torch_device
 from microexpr.models import load_weights
 from microexpr.models.flow_nets import CONV_SIDE, POOL_SIDE, StackedSTSTNet, conv_patches, ststnet
+from microexpr.models.weights import read_state_dict
 from microexpr.protocols import Fold
 from microexpr.train.augment import augment_batch
 
@@ -208,12 +209,13 @@ def train_stacked(
     the per-fold engine starts), all trained at once in this process."""
     device = torch_device(cfg.device)
     seeds = [fold.seed(cfg.seed) for fold in folds]
+    state = read_state_dict(weights) if weights else None  # read once, loaded into every fold
     models = []
     for seed in seeds:
         torch.manual_seed(seed)
         model = ststnet(num_classes, images.shape[1], **(model_kwargs or {}))
-        if weights:
-            load_weights(model, "ststnet", weights)
+        if state is not None:
+            load_weights(model, "ststnet", state)
         models.append(model)
     net = StackedSTSTNet(models).to(device)
     images = images.to(device)
