@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from test_pretrain import SMALL_SSSNET
 
 from microexpr.config import ConfigError, load_config
 from microexpr.inputs import model_inputs
@@ -19,13 +20,7 @@ from microexpr.train.experiment import run_experiment
 from microexpr.train.pretext import rotated_copies
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-PRETEXT_SSSNET = [
-    "train.epochs=1",
-    "train.device=cpu",
-    "model.input_size=28",
-    "model.options.input_size=28",
-    "train.pretext.epochs=1",
-]
+PRETEXT_SSSNET = [*SMALL_SSSNET, "train.pretext.epochs=1"]
 
 
 def test_rotated_copies_turn_every_image_four_ways():
