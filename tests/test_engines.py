@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from microexpr.config import AugmentConfig, DataConfig, ExperimentConfig, TrainConfig
-from microexpr.inference import predict_proba
+from microexpr.inference import mirror, predict_proba
 from microexpr.models import load_weights
 from microexpr.models.flow_nets import StackedSTSTNet, conv_patches, ststnet
 from microexpr.protocols import Fold
@@ -17,7 +17,6 @@ from microexpr.recipe import resolve
 from microexpr.train.stacked import (
     CellDropout,
     FlipDraw,
-    mirrored,
     predict_stacked,
     split_folds,
     train_folds_stacked,
@@ -170,7 +169,8 @@ def test_stacked_flips_train_on_the_mirrored_flow_images():
     cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-3, device="cpu")
     cpu = torch.device("cpu")
     always = cfg.model_copy(update={"augment": flip})
-    on_mirrored = train_stacked(mirrored(images, flip), targets, FOLDS, cfg, 3, None, False)
+    mirrored = mirror(images, flip.flip_reflect)
+    on_mirrored = train_stacked(mirrored, targets, FOLDS, cfg, 3, None, False)
     flipped = train_stacked(images, targets, FOLDS, always, 3, None, False)
     plain = train_stacked(images, targets, FOLDS, cfg, 3, None, False)
     for a, b in zip(on_mirrored.parameters(), flipped.parameters(), strict=True):

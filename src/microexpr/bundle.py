@@ -194,7 +194,8 @@ class Bundle:
     @torch.no_grad()
     def run_network(self, data: Dataset | torch.Tensor, batch_size: int, device: str) -> np.ndarray:
         """The members' mean probabilities of model-ready inputs (``ModelInputs.subset``)."""
-        probs = [predict_proba(m, data, batch_size, device) for m in self.members]
+        augment = self.plan.train.augment
+        probs = [predict_proba(m, data, batch_size, device, augment) for m in self.members]
         return np.mean(probs, axis=0) if len(probs) > 1 else probs[0]
 
 

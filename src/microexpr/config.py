@@ -121,7 +121,8 @@ class ClipConfig(_Strict):
 
 
 class AugmentConfig(_Strict):
-    """What to draw per training sample (train/augment.py); all off by default. Degrees."""
+    """What to draw per training sample (train/augment.py), and the mirror averaged at test
+    time; all off by default. Degrees."""
 
     hflip: float = Field(0.0, ge=0, le=1)  # probability of a horizontal flip
     # (channel, centre): a flip also maps that channel's values v to 2 * centre - v, since a
@@ -136,6 +137,10 @@ class AugmentConfig(_Strict):
     # mixup (Zhang et al., 2018): each batch blended with a shuffled copy of itself at a
     # weight drawn from Beta(mixup, mixup), the loss blended alike; 0 = off
     mixup: float = Field(0.0, ge=0)
+    # test-time flips: every prediction (LOSO folds, bundles, video analysis, the ONNX
+    # graph) is the mean of the probabilities of the input and of its mirror image, with u
+    # reflected as a training flip reflects it (inference.class_probabilities)
+    test_hflip: bool = False
 
     @property
     def geometric(self) -> bool:
@@ -174,6 +179,9 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     loss: str = "cross_entropy"
     loss_kwargs: dict = Field(default_factory=dict)
+    # "balanced": the loss weights each class by n / (classes * its count) in the fold's own
+    # training samples (scikit-learn's class_weight="balanced"); losses with a weight option
+    class_weight: Literal["balanced"] | None = None
     shuffle: bool = False  # the STSTNet loop feeds batches in file order
     # Without shuffling, feed each fold's training samples grouped by class, as the
     # published STSTNet loop does by reading its u_train/<label>/ folders one by one.

@@ -39,6 +39,8 @@ from microexpr.bundle import (
     network_input_shape,
     onnx_bundle,
 )
+from microexpr.config import AugmentConfig
+from microexpr.inference import class_probabilities
 from microexpr.inputs import ModelInputs, inputs_from_arrays
 from microexpr.plan import Plan
 
@@ -56,21 +58,17 @@ class ExportError(ValueError):
 
 
 class Probabilities(nn.Module):
-    """The bundle's probabilities as one network: each member's softmax of its class output
-    (the logits of a (logits, features) pair, as ``inference.predict_proba`` reads it),
-    averaged over the members as ``Bundle.probabilities`` averages them."""
+    """The bundle's probabilities as one network: each member's
+    ``inference.class_probabilities`` (test-time mirror included when the recipe asks for
+    it), averaged over the members as ``Bundle.probabilities`` averages them."""
 
-    def __init__(self, members: list[nn.Module]):
+    def __init__(self, members: list[nn.Module], augment: AugmentConfig | None = None):
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.augment = augment
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = []
-        for member in self.members:
-            logits = member(x)
-            if isinstance(logits, tuple):
-                logits = logits[0]
-            probs.append(torch.softmax(logits.float(), dim=1))
+        probs = [class_probabilities(member, x, self.augment) for member in self.members]
         return probs[0] if len(probs) == 1 else torch.stack(probs).mean(0)
 
 
@@ -137,7 +135,7 @@ def export_onnx(source: str | Path, out: str | Path) -> OnnxBundle:
     if bundle.runtime != "torch":
         raise ExportError(f"{bundle.path / MANIFEST}: already an ONNX export")
     _check_out(bundle.path, out)
-    network = Probabilities(bundle.members).eval()
+    network = Probabilities(bundle.members, bundle.plan.train.augment).eval()
     example = input_batch(random_inputs(bundle.plan, 2))
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a re-export is unfinished until written again
@@ -239,7 +237,8 @@ def check_parity(bundle: Bundle, exported: Bundle) -> dict:
     record = {"samples": PARITY_SAMPLES, "max_abs_diff": float(np.abs(found - expected).max())}
     if record["max_abs_diff"] <= PARITY_TOLERANCE:
         return record
-    wide = Probabilities([copy.deepcopy(m).double() for m in bundle.members]).eval()
+    doubled = [copy.deepcopy(m).double() for m in bundle.members]
+    wide = Probabilities(doubled, bundle.plan.train.augment).eval()
     with torch.no_grad():
         exact = wide(input_batch(inputs).double()).double().numpy()
     record["torch_float32_error"] = float(np.abs(expected - exact).max())

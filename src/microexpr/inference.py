@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from microexpr import models
+from microexpr.config import AugmentConfig
 from microexpr.plan import Plan
 
 
@@ -30,24 +31,53 @@ def build_model(plan: Plan) -> nn.Module:
     )
 
 
+def mirror(x: torch.Tensor, reflect: tuple[int, float] | None) -> torch.Tensor:
+    """``x`` (B, C, ..., W) mirrored left to right; ``reflect`` (channel, centre) also maps that
+    channel's values v to 2 * centre - v, as a mirror negates horizontal motion (the u of a
+    flow input, ``train.augment.flip_reflect``). Flip, scale and shift only, so it exports."""
+    flipped = x.flip(-1)
+    if reflect is None:
+        return flipped
+    channel, centre = reflect
+    shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+    picked = torch.arange(x.shape[1], device=x.device).view(shape) == channel
+    return torch.where(picked, 2 * centre - flipped, flipped)
+
+
+def class_probabilities(
+    model: nn.Module, x: torch.Tensor, augment: AugmentConfig | None = None
+) -> torch.Tensor:
+    """Softmax of the model's class output (the logits of a (logits, features) pair); with
+    ``augment.test_hflip`` the mean of that on ``x`` and on its mirror image."""
+    views = [x]
+    if augment is not None and augment.test_hflip:
+        views.append(mirror(x, augment.flip_reflect))
+    probs = []
+    for view in views:
+        logits = model(view)
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        probs.append(torch.softmax(logits.float(), dim=1))
+    return probs[0] if len(probs) == 1 else (probs[0] + probs[1]) / 2
+
+
 @torch.no_grad()
 def predict_proba(
     model: nn.Module,
     data: Dataset | torch.Tensor,
     batch_size: int = 256,
     device: str = "auto",
+    augment: AugmentConfig | None = None,
 ) -> np.ndarray:
-    """Softmax probabilities (N, classes) in eval mode."""
+    """Softmax probabilities (N, classes) in eval mode (:func:`class_probabilities`)."""
     dev = torch_device(device)
     model.to(dev).eval()
     if isinstance(data, torch.Tensor):
         data = TensorDataset(data)
-    outputs = []
-    for batch in DataLoader(data, batch_size=batch_size):
-        logits = model(batch[0].to(dev))
-        if isinstance(logits, tuple):
-            logits = logits[0]
-        outputs.append(torch.softmax(logits.float(), dim=1).cpu())
+    outputs = [
+        class_probabilities(model, batch[0].to(dev), augment).cpu()
+        for batch in DataLoader(data, batch_size=batch_size)
+    ]
     if not outputs:
         return np.zeros((0, 0), np.float32)
     return torch.cat(outputs).numpy()

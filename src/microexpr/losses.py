@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
+from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.nn import functional as F
 
@@ -26,8 +28,25 @@ def create_loss(name: str, num_classes: int, **kwargs) -> nn.Module:
 
 
 @register_loss("cross_entropy")
-def cross_entropy(num_classes: int, label_smoothing: float = 0.0) -> nn.Module:
-    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+def cross_entropy(
+    num_classes: int, label_smoothing: float = 0.0, weight: Sequence[float] | None = None
+) -> nn.Module:
+    """``weight``: one per class (``train.class_weight: balanced`` fills it per fold)."""
+    weights = None if weight is None else torch.tensor(weight, dtype=torch.float32)
+    return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
+
+
+def balanced_class_weights(labels: Sequence[int], num_classes: int) -> list[float]:
+    """scikit-learn's ``class_weight="balanced"``: n_samples / (n_classes * count of the
+    class), so every class weighs the same in the loss. Refuses a class with no samples."""
+    labels = np.asarray(labels)
+    missing = sorted(set(range(num_classes)) - set(labels.tolist()))
+    if missing:
+        raise ValueError(
+            f"train.class_weight balanced: class(es) {missing} have no training samples"
+        )
+    classes = np.arange(num_classes)
+    return compute_class_weight("balanced", classes=classes, y=labels).tolist()
 
 
 class MultiHeadCrossEntropy(nn.Module):

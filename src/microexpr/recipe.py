@@ -105,9 +105,9 @@ U_CHANNEL = {
 
 def _augment(train: TrainConfig, spec: InputSpec) -> AugmentConfig | None:
     """The augmentation with a flip's reflection of u filled in for flow inputs (the u
-    channel of :data:`U_CHANNEL`)."""
+    channel of :data:`U_CHANNEL`), for training flips and test-time flips alike."""
     augment = train.augment
-    if augment is None or not augment.hflip:
+    if augment is None or not (augment.hflip or augment.test_hflip):
         return augment
     if augment.flip_reflect is not None:
         if not 0 <= augment.flip_reflect[0] < spec.in_chans:
@@ -120,7 +120,7 @@ def _augment(train: TrainConfig, spec: InputSpec) -> AugmentConfig | None:
         return augment
     if spec.scaling not in FLOW_CENTRE:
         raise ConfigError(
-            f"train.augment.hflip on {spec.kind} scaled {spec.scaling!r}: set "
+            f"train.augment.hflip or test_hflip on {spec.kind} scaled {spec.scaling!r}: set "
             "train.augment.flip_reflect to [0, value of zero horizontal flow]"
         )
     reflect = (U_CHANNEL[spec.kind], FLOW_CENTRE[spec.scaling])
@@ -192,16 +192,18 @@ def resolve_device(name: str) -> str:
 
 
 def supports_stacking(model_name: str, cfg: TrainConfig) -> bool:
-    """The stacked engine implements STSTNet with Adam and cross-entropy (its recipe), with
-    flips as the only augmentation, without a plateau schedule, an in-fold pretext or the
-    per-epoch test recording (``record_epochs``, a per-fold diagnostic: ``auto`` then trains
-    one fold at a time)."""
+    """The stacked engine implements STSTNet with Adam and plain cross-entropy (its recipe:
+    no label smoothing or class weights), with flips as the only augmentation, without a
+    plateau schedule, an in-fold pretext or the per-epoch test recording (``record_epochs``,
+    a per-fold diagnostic: ``auto`` then trains one fold at a time)."""
     augment = cfg.augment
     only_flips = augment is None or not (augment.geometric or augment.grayscale or augment.mixup)
     return (
         model_name == "ststnet"
         and cfg.optimizer == "adam"
         and cfg.loss == "cross_entropy"
+        and not cfg.loss_kwargs
+        and cfg.class_weight is None
         and only_flips
         and cfg.plateau is None
         and cfg.pretext is None
@@ -217,8 +219,8 @@ def _engine(cfg: ExperimentConfig, train: TrainConfig) -> str:
     if cfg.engine == "stacked":
         if not stackable:
             raise ConfigError(
-                "engine: stacked runs ststnet with Adam and cross-entropy, no augmentation but "
-                "flips, no plateau schedule, train.pretext or train.record_epochs"
+                "engine: stacked runs ststnet with Adam and plain cross-entropy, no augmentation "
+                "but flips, no plateau schedule, train.pretext or train.record_epochs"
             )
         return "stacked"
     if cfg.engine == "auto" and stackable:
@@ -274,8 +276,16 @@ def _check_input_size(name: str, num_classes: int, spec: InputSpec, options: dic
 
 
 def _check_loss(train: TrainConfig, num_classes: int) -> None:
-    _named("train.loss", losses.LOSSES.get, train.loss)
+    builder = _named("train.loss", losses.LOSSES.get, train.loss)
+    kwargs = dict(train.loss_kwargs)
+    if train.class_weight is not None:
+        if "weight" not in inspect.signature(builder).parameters or "weight" in kwargs:
+            raise ConfigError(
+                f"train.class_weight: {train.loss} takes no class weights, or "
+                "train.loss_kwargs already gives them"
+            )
+        kwargs["weight"] = [1.0] * num_classes
     try:
-        losses.create_loss(train.loss, num_classes, **train.loss_kwargs)
+        losses.create_loss(train.loss, num_classes, **kwargs)
     except TypeError as err:
         raise ConfigError(f"train.loss_kwargs: {train.loss} does not take these ({err})") from None

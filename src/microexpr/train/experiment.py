@@ -27,6 +27,7 @@ from microexpr.evaluate.leakage import EpochRecord
 from microexpr.evaluate.report import INNER_PREDICTIONS, write_report
 from microexpr.inference import build_model, predict_proba, torch_device
 from microexpr.inputs import ModelInputs, encode_labels, model_inputs
+from microexpr.losses import balanced_class_weights, create_loss
 from microexpr.models.classical import ClassicalModel
 from microexpr.models.weights import LoadReport
 from microexpr.plan import Plan
@@ -131,11 +132,12 @@ def make_fit_predict(
             net = train_stacked(*args, progress, weights=plan.weights)
             for i, fold in enumerate(folds):
                 keep(fold, [net.fold_model(i)])
-            return predict_stacked(net, inputs.images, folds, torch_device(plan.train.device))
+            device = torch_device(plan.train.device)
+            return predict_stacked(net, inputs.images, folds, device, plan.train.augment)
 
         return fit_stacked, plan.folds_per_call or 10**9
     subjects = [subject_key(s) for s in inputs.samples]
-    batch = plan.train.batch_size
+    batch, device, augment = plan.train.batch_size, plan.train.device, plan.train.augment
 
     def fit_one(folds: list[Fold]) -> list[np.ndarray]:
         results = []
@@ -144,13 +146,13 @@ def make_fit_predict(
             history: list[tuple[int, np.ndarray]] = []
 
             def score(epoch: int, model: nn.Module, test=test, history=history) -> None:
-                history.append((epoch, predict_proba(model, test, batch, plan.train.device)))
+                history.append((epoch, predict_proba(model, test, batch, device, augment)))
 
             on_epoch = score if record is not None and plan.train.record_epochs else None
             model = fit(plan, inputs, targets, fold, subjects, progress, on_epoch)
             if keep is not None:
                 keep(fold, [model])
-            results.append(predict_proba(model, test, batch, plan.train.device))
+            results.append(predict_proba(model, test, batch, device, augment))
             if on_epoch is not None:
                 record(fold, history)
         return results
@@ -180,11 +182,16 @@ def fit(
     if train.pretext is not None:  # the fold's own training images only
         state = pretext_state(plan, inputs.subset(indices), train, progress, fold.name)
         models.load_weights(model, plan.model, state)
+    criterion = None
+    if train.class_weight == "balanced":  # counted on this fold's training samples only
+        weight = balanced_class_weights(targets[indices].tolist(), len(plan.classes))
+        criterion = create_loss(train.loss, len(plan.classes), **train.loss_kwargs, weight=weight)
     train_fold(
         model,
         inputs.subset(indices, targets, train=True),
         train,
         len(plan.classes),
+        criterion=criterion,
         groups=[subjects[i] for i in indices],
         progress=progress,
         desc=fold.name,

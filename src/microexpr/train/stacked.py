@@ -29,12 +29,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from microexpr.config import AugmentConfig, TrainConfig
-from microexpr.inference import torch_device
+from microexpr.inference import mirror, torch_device
 from microexpr.models import load_weights
 from microexpr.models.flow_nets import CONV_SIDE, POOL_SIDE, StackedSTSTNet, conv_patches, ststnet
 from microexpr.models.weights import read_state_dict
 from microexpr.protocols import Fold
-from microexpr.train.augment import augment_batch
 
 # Floats of hidden maps per pass on a CPU (samples x 900 x 16 per fold): one sample of 34
 # folds per pass measured fastest (75 us per sample-fold step; 8 samples: 103 us).
@@ -147,11 +146,6 @@ class FlipDraw:
         return ids + self.num_samples * (uniform < self.threshold).long()
 
 
-def mirrored(images: torch.Tensor, augment: AugmentConfig) -> torch.Tensor:
-    """Every image flipped, with the flip's reflection of u (:func:`augment_batch`)."""
-    return augment_batch(images, augment.model_copy(update={"hflip": 1.0}))
-
-
 def fold_loader(size: int, cfg: TrainConfig, seed: int) -> DataLoader:
     """The index batches ``train_fold``'s loader yields for ``size`` training samples: the
     same sampler, generator and last-batch-of-one rule, so the batches are the same."""
@@ -222,7 +216,7 @@ def train_stacked(
     flips = None
     if cfg.augment is not None and cfg.augment.hflip:
         flips = FlipDraw(cfg.seed, cfg.augment.hflip, len(images), device)
-        images = torch.cat([images, mirrored(images, cfg.augment)])
+        images = torch.cat([images, mirror(images, cfg.augment.flip_reflect)])
     patches, targets = conv_patches(images), targets.to(device)
     loaders = [fold_loader(len(f.train), cfg, s) for f, s in zip(folds, seeds, strict=True)]
     everyone = torch.tensor(sorted({i for f in folds for i in f.train}), dtype=torch.long)
@@ -319,14 +313,23 @@ class StepRunner:
 
 @torch.no_grad()
 def predict_stacked(
-    net: StackedSTSTNet, images: torch.Tensor, folds: list[Fold], device: torch.device
+    net: StackedSTSTNet,
+    images: torch.Tensor,
+    folds: list[Fold],
+    device: torch.device,
+    augment: AugmentConfig | None = None,
 ) -> list[np.ndarray]:
-    """Each fold's softmax probabilities on its own test samples, in eval mode."""
+    """Each fold's softmax probabilities on its own test samples, in eval mode; with
+    ``augment.test_hflip`` averaged with those of the mirror images, as
+    ``inference.class_probabilities`` does for one model."""
     net.eval()
-    patches = conv_patches(images.to(device))
+    views = [images.to(device)]
+    if augment is not None and augment.test_hflip:
+        views.append(mirror(views[0], augment.flip_reflect))
     per_sample = CONV_SIDE**2 * net.width
-    chunk = len(patches) if device.type == "cuda" else max(1, CPU_CHUNK_FLOATS // per_sample)
-    probs = torch.softmax(net.logits(patches, chunk), dim=2).cpu().numpy()
+    chunk = len(images) if device.type == "cuda" else max(1, CPU_CHUNK_FLOATS // per_sample)
+    probs = sum(torch.softmax(net.logits(conv_patches(v), chunk), dim=2) for v in views)
+    probs = (probs / len(views)).cpu().numpy()
     return [probs[i, list(f.test)] for i, f in enumerate(folds)]
 
 
@@ -374,7 +377,7 @@ def train_folds_stacked(
     net = train_stacked(
         images, targets, folds, cfg, num_classes, model_kwargs, progress, weights=weights
     )
-    return predict_stacked(net, images, folds, device)
+    return predict_stacked(net, images, folds, device, cfg.augment)
 
 
 def one_thread_while_parent_lives(parent: int, poll_seconds: float = 1.0) -> None:
