@@ -18,6 +18,7 @@ from microexpr.models.flow_nets import ststnet
 from microexpr.recipe import resolve
 from microexpr.train.augment import augment_batch
 from microexpr.train.stacked import predict_stacked, train_stacked
+from microexpr.train.trainer import train_fold
 
 REFLECT_U = (2, 127.5)  # the composite's flow images: strain, v, u in 0-255
 TEST_FLIPS = AugmentConfig(test_hflip=True, flip_reflect=REFLECT_U)
@@ -63,6 +64,21 @@ def test_the_stacked_engine_averages_the_mirror_as_one_model_does():
     for i, fold in enumerate(FOLDS):  # fold i's own network, read as one model
         alone = predict_proba(net.fold_model(i), images[list(fold.test)], augment=TEST_FLIPS)
         np.testing.assert_allclose(flipped[i], alone, atol=1e-5)
+
+
+def test_test_flips_alone_leave_training_as_it_is():
+    images, targets = _data(16)
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, device="cpu", shuffle=True)
+    trained = []
+    for augment in (None, TEST_FLIPS):
+        torch.manual_seed(0)
+        model = ststnet(3, 3)
+        train_fold(
+            model, (images, targets), cfg.model_copy(update={"augment": augment}), 3, progress=False
+        )
+        trained.append(model)
+    for a, b in zip(trained[0].parameters(), trained[1].parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_test_flips_alone_get_the_reflection_of_u():

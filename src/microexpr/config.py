@@ -146,6 +146,12 @@ class AugmentConfig(_Strict):
     def geometric(self) -> bool:
         return bool(self.rotation or self.translate or self.shear or self.scale != (1.0, 1.0))
 
+    @property
+    def draws(self) -> bool:
+        """Whether a training batch is transformed (mixup aside): test-time flips alone
+        leave training, and its random draws, as they are without them."""
+        return bool(self.hflip or self.grayscale or self.geometric)
+
 
 class PretextConfig(_Strict):
     """Self-supervised pretraining inside each fold (train/pretext.py): the fold's own

@@ -65,6 +65,8 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     """A randomly transformed copy of a (B, C, H, W) or (B, C, T, H, W) batch."""
     if x.dim() not in (4, 5):
         raise ValueError(f"augment takes (B, C, H, W) or (B, C, T, H, W), not {tuple(x.shape)}")
+    if not cfg.draws:
+        return x
     shape = x.shape
     n, channels, height, width = shape[0], shape[1], shape[-2], shape[-1]
     device = x.device
