@@ -31,17 +31,26 @@ def build_model(plan: Plan) -> nn.Module:
     )
 
 
-def mirror(x: torch.Tensor, reflect: tuple[int, float] | None) -> torch.Tensor:
-    """``x`` (B, C, ..., W) mirrored left to right; ``reflect`` (channel, centre) also maps that
-    channel's values v to 2 * centre - v, as a mirror negates horizontal motion (the u of a
-    flow input, ``train.augment.flip_reflect``). Flip, scale and shift only, so it exports."""
-    flipped = x.flip(-1)
-    if reflect is None:
-        return flipped
-    channel, centre = reflect
+def reflect(
+    x: torch.Tensor, reflection: tuple[int, float], samples: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``x`` (B, C, ...) with channel ``reflection[0]`` mapped v -> 2 * centre - v in the
+    ``samples`` picked (a (B,) bool mask; None: all): the horizontal flow of a mirrored face
+    is the original's negated, and min-max scaled flow images reflect about the middle of
+    their range, as min-max scaling of -u gives (``train.augment.flip_reflect``)."""
+    channel, centre = reflection
     shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
     picked = torch.arange(x.shape[1], device=x.device).view(shape) == channel
-    return torch.where(picked, 2 * centre - flipped, flipped)
+    if samples is not None:
+        picked = samples.view(-1, *([1] * (x.dim() - 1))) & picked
+    return torch.where(picked, 2 * centre - x, x)
+
+
+def mirror(x: torch.Tensor, reflection: tuple[int, float] | None) -> torch.Tensor:
+    """``x`` (B, C, ..., W) mirrored left to right, with :func:`reflect` of u for flow
+    inputs (``reflection``; None for a plain mirror). Flip and elementwise ops, so it exports."""
+    flipped = x.flip(-1)
+    return flipped if reflection is None else reflect(flipped, reflection)
 
 
 def class_probabilities(

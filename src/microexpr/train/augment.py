@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from microexpr.config import AugmentConfig
+from microexpr.inference import reflect
 
 # Luminance weights in the channel order inputs.py reads colour images: BGR.
 _GRAY_BGR = (0.114, 0.587, 0.299)
@@ -52,15 +53,6 @@ def _sampling_matrices(
     return torch.cat([linear, shift], dim=2)
 
 
-def reflect_flipped(x: torch.Tensor, flip: torch.Tensor, channel: int, centre: float):
-    """``x`` with ``channel`` of the samples where ``flip`` mapped v -> 2 * centre - v: the
-    horizontal flow of a mirrored face is the original's negated (min-max scaled flow images
-    reflect about the middle of their range, as min-max scaling of -u gives)."""
-    mask = torch.arange(x.shape[1], device=x.device) == channel
-    pick = flip.view(-1, *([1] * (x.dim() - 1))) & mask.view(1, -1, *([1] * (x.dim() - 2)))
-    return torch.where(pick, 2 * centre - x, x)
-
-
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     """A randomly transformed copy of a (B, C, H, W) or (B, C, T, H, W) batch."""
     if x.dim() not in (4, 5):
@@ -77,7 +69,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
         x = torch.where(pick, gray, x)
     flip = torch.rand(n, device=device) < cfg.hflip
     if cfg.flip_reflect is not None:
-        x = reflect_flipped(x, flip, *cfg.flip_reflect)
+        x = reflect(x, cfg.flip_reflect, flip)
     frames = x.reshape(n, -1, height, width)  # a clip's frames share its draw
     if cfg.geometric:
         theta = _sampling_matrices(cfg, n, height, width, device)
