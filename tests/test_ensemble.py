@@ -25,14 +25,17 @@ from microexpr.cli import app
 from microexpr.config import ConfigError, ExperimentConfig, config_from, load_config
 from microexpr.errors import DataError
 from microexpr.evaluate.ensemble import (
+    BIAS_GRID,
     MEMBERS,
     SELECTION,
+    choose_bias,
     classes_of,
     combine_runs,
     member_subsets,
     normalised_weights,
     outer_fold_of,
     read_predictions,
+    shifted,
     write_ensemble,
 )
 from microexpr.evaluate.report import INNER_PREDICTIONS
@@ -395,3 +398,71 @@ def test_inner_predictions_need_two_splits_and_the_local_backend(members, tmp_pa
         with pytest.raises(ConfigError, match="inner-predictions"):
             run_experiment(cfg, tmp_path / "o", progress=False, save_model=False, **options)
     assert not (tmp_path / "o").exists()
+
+
+def test_choose_bias_undoes_a_planted_prior_and_keeps_zero_without_one():
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 3, 600)
+    logits = rng.normal(size=(600, 3)) + 1.5 * np.eye(3)[y_true]
+    fair = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    skewed = shifted(fair, np.array([0.0, 0.0, -0.75]))  # surprise under-called
+    bias, uf1 = choose_bias(y_true, skewed)
+    before = f1_score(y_true, skewed.argmax(1), average="macro")
+    assert bias[0] == 0 and bias[2] > 0 and set(bias) <= set(BIAS_GRID)
+    assert uf1 == pytest.approx(f1_score(y_true, shifted(skewed, bias).argmax(1), average="macro"))
+    assert uf1 > before + 0.02
+    np.testing.assert_allclose(shifted(skewed, bias).sum(1), 1.0)
+    perfect = np.eye(3)[y_true] * 0.9 + 0.05
+    bias, uf1 = choose_bias(y_true, perfect)
+    assert bias.tolist() == [0, 0, 0] and uf1 == 1.0
+
+
+def test_class_bias_is_chosen_on_the_inner_rows_only(members, tmp_path):
+    plain = write_ensemble(members, tmp_path / "plain", select="inner")
+    write_ensemble(members, tmp_path / "biased", select="inner", class_bias=True)
+    base = json.loads((tmp_path / "plain" / SELECTION).read_text())
+    record = json.loads((tmp_path / "biased" / SELECTION).read_text())
+    assert "log-probability" in record["recipe"] and "log-probability" not in base["recipe"]
+    inner = [
+        _inner(m).assign(key=lambda t: t.fold + "/" + t.sample_id).set_index("key") for m in members
+    ]
+    outer, table = [_by_id(m) for m in members], _table(tmp_path / "biased")
+    for fold, choice in record["folds"].items():
+        assert choice["chosen"] == base["folds"][fold]["chosen"]
+        rows = inner[0][inner[0].fold.map(outer_fold_of) == fold]
+        mean = np.mean([inner[i].loc[rows.index, PROBS].to_numpy() for i in choice["chosen"]], 0)
+        bias, uf1 = choose_bias(rows.y_true.to_numpy(), mean)
+        assert choice["bias"] == bias.tolist() and choice["inner_uf1_biased"] == uf1
+        assert uf1 >= max(choice["inner_uf1"])
+        test = table[table.fold == fold]
+        mean = np.mean(
+            [outer[i].loc[test.sample_id, PROBS].to_numpy() for i in choice["chosen"]], 0
+        )
+        np.testing.assert_allclose(test[PROBS].to_numpy(), shifted(mean, bias), atol=1e-9)
+    assert "log-probability" in (tmp_path / "biased" / "report.md").read_text()
+    assert plain["overall"]["n"] == len(table)
+
+    def oracle(t: pd.DataFrame) -> pd.DataFrame:
+        t[PROBS] = np.eye(3)[t.y_true]
+        return t.assign(y_pred=t.y_true)
+
+    changed = _variant(members[1], tmp_path / "oracle", oracle)
+    write_ensemble([members[0], changed], tmp_path / "ens_oracle", select="inner", class_bias=True)
+    again = json.loads((tmp_path / "ens_oracle" / SELECTION).read_text())
+    assert again["folds"] == record["folds"]
+
+
+def test_class_bias_takes_one_run_and_needs_inner_selection(members, tmp_path):
+    metrics = write_ensemble(members[:1], tmp_path / "one", select="inner", class_bias=True)
+    record = json.loads((tmp_path / "one" / SELECTION).read_text())
+    assert record["candidates"] == [[0]] and metrics["overall"]["n"] == len(_table(members[0]))
+    with pytest.raises(ValueError, match="at least two runs"):
+        write_ensemble(members[:1], tmp_path / "o1", select="inner")
+    with pytest.raises(ValueError, match="select=inner"):
+        write_ensemble(members, tmp_path / "o2", class_bias=True)
+    runner = CliRunner()
+    args = ["ensemble", str(members[0]), "--out", str(tmp_path / "cli"), "--select", "inner"]
+    result = runner.invoke(app, [*args, "--class-bias"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*args[:4], "--class-bias"])
+    assert result.exit_code == 2 and "--select inner" in result.output

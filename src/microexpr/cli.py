@@ -488,10 +488,18 @@ def ensemble_command(
             "splits of its training subjects (runs trained with --inner-predictions)."
         ),
     ] = "fixed",
+    class_bias: Annotated[
+        bool,
+        typer.Option(
+            help="With --select inner: per fold, also the class thresholds (offsets of the "
+            "log-probabilities) best on the same inner splits; one run is then enough."
+        ),
+    ] = False,
 ) -> None:
     """Average finished runs' class probabilities (any architectures, same protocol and
     samples) with weights fixed in advance, or with members chosen per fold by nested
-    selection, and score the average once. Writes the report files `train` writes, plus
+    selection (and, with --class-bias, the class thresholds chosen there too), and score the
+    average once. Writes the report files `train` writes, plus
     members.json (each member folder and its checksums) and, selecting, selection.json."""
     from pathlib import Path
 
@@ -503,6 +511,10 @@ def ensemble_command(
         raise typer.BadParameter(
             "the selection chooses members; give no weights", param_hint="--weights"
         )
+    if class_bias and select != "inner":
+        raise typer.BadParameter(
+            "thresholds are chosen on inner splits: add --select inner", param_hint="--class-bias"
+        )
 
     given = None
     if weights is not None:
@@ -511,7 +523,7 @@ def ensemble_command(
             normalised_weights(given, len(runs))
         except ValueError as err:
             raise typer.BadParameter(f"{weights!r}: {err}", param_hint="--weights") from None
-    metrics = write_ensemble([Path(r) for r in runs], Path(out), given, select)
+    metrics = write_ensemble([Path(r) for r in runs], Path(out), given, select, class_bias)
     _print_metrics(metrics, out)
     console.print(f"members: {out}/members.json")
     if select == "inner":

@@ -6,7 +6,9 @@ STSTNet run, an SSSNet run, a HOOF + SVM run). Either the recipe is fixed before
 is scored (equal weights unless the user names others), or (``select="inner"``) each outer
 fold takes the equal-weight subset of members that scored best on the inner splits of that
 fold's training subjects (each member's ``inner_predictions.csv``), never on its test
-subject. Either way no member, weight or threshold is chosen on a test fold, so the pooled
+subject, and optionally (``class_bias``) the per-class offsets of the log-probabilities,
+the decision thresholds, that score best there too. Either way no member, weight or
+threshold is chosen on a test fold, so the pooled
 figure is as honest as each member's. To keep it so, every member must have scored exactly
 the same samples with the same labels, subjects, databases and folds and the same classes;
 anything else is refused, naming the run and the first sample that differs. The result is
@@ -29,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 
 from microexpr import atomicio
 from microexpr.errors import DataError
@@ -51,6 +54,18 @@ SELECT_RECIPE = (
     "on the inner leave-subjects-out splits of that fold's training subjects (all members "
     "first, then smaller subsets in member order: a tie goes to the earlier)"
 )
+BIAS_RECIPE = (
+    "then the offsets added to each class's log-probability (the first class's stays 0, the "
+    "others from -1 to 1 in steps of 0.25) with the best pooled UF1 on the same inner rows, "
+    "by coordinate ascent from no offset (a tie keeps the smaller offset)"
+)
+# The offsets a class's log-probability may be given: a fixed grid, smallest first so that
+# a tie keeps the smaller shift.
+BIAS_GRID = tuple(
+    sorted(np.arange(-1.0, 1.0001, 0.25).round(2).tolist(), key=lambda b: (abs(b), b))
+)
+# At most this many passes over the classes; one without a change ends the search sooner.
+BIAS_ROUNDS = 3
 # How the members are combined: weights fixed in advance, or nested selection of a subset.
 Selection = Literal["fixed", "inner"]
 # What identifies a sample's place in the protocol; every member must agree on all of it.
@@ -204,14 +219,44 @@ def _check_inner(outer: pd.DataFrame, inner: pd.DataFrame, path: Path) -> np.nda
     return parent
 
 
+def shifted(probs: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Probabilities with ``bias`` added to each class's log-probability, renormalised: the
+    decision thresholds moved, written as probabilities so every report reads them alike."""
+    return softmax(np.log(np.clip(probs, 1e-12, None)) + bias, axis=1)
+
+
+def choose_bias(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, float]:
+    """The per-class log-probability offsets (first class 0, the rest from ``BIAS_GRID``)
+    with the best pooled UF1 of ``probs`` on ``y_true``, by coordinate ascent from zero, and
+    that UF1. Why: a recipe's prior towards the frequent classes (or a class-balanced loss's
+    away from them) is a threshold choice, which only inner rows may make."""
+    log_p = np.log(np.clip(probs, 1e-12, None))
+    bias = np.zeros(probs.shape[1])
+    best = scores(y_true, log_p.argmax(1))["uf1"]
+    for _ in range(BIAS_ROUNDS):
+        moved = False
+        for k in range(1, probs.shape[1]):
+            for value in BIAS_GRID:
+                trial = bias.copy()
+                trial[k] = value
+                uf1 = scores(y_true, (log_p + trial).argmax(1))["uf1"]
+                if uf1 > best:
+                    best, bias, moved = uf1, trial, True
+        if not moved:
+            break
+    return bias, best
+
+
 def select_inner(
     outer_tables: Sequence[pd.DataFrame],
     inner_tables: Sequence[pd.DataFrame],
     run_dirs: Sequence[Path],
+    class_bias: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
     """Nested selection of members: for every outer fold, the subset of
     :func:`member_subsets` whose equal-weight mean has the best pooled UF1 on that fold's
-    inner held-out rows (inner splits of its training subjects only), applied once to its
+    inner held-out rows (inner splits of its training subjects only), then with
+    ``class_bias`` the offsets of :func:`choose_bias` on the same rows, applied once to its
     test rows. Returns the predictions table and the record of every fold's choice."""
     outer = _all_aligned(outer_tables, run_dirs)
     inner = _all_aligned(inner_tables, run_dirs, INNER_PREDICTIONS)
@@ -232,14 +277,28 @@ def select_inner(
         test = outer_fold == fold
         probs[test] = outer_probs[list(subsets[best])][:, test].mean(0)
         folds[str(fold)] = {"chosen": list(subsets[best]), "inner_uf1": uf1}
-    record = {"recipe": SELECT_RECIPE, "candidates": [list(s) for s in subsets], "folds": folds}
+        if class_bias:
+            chosen = inner_probs[list(subsets[best])][:, rows].mean(0)
+            bias, biased_uf1 = choose_bias(inner_true[rows], chosen)
+            probs[test] = shifted(probs[test], bias)
+            folds[str(fold)].update(bias=bias.tolist(), inner_uf1_biased=biased_uf1)
+    record = {
+        "recipe": f"{SELECT_RECIPE}, {BIAS_RECIPE}" if class_bias else SELECT_RECIPE,
+        "candidates": [list(s) for s in subsets],
+        "folds": folds,
+    }
     return _table(outer[0], probs), record
 
 
-def _check_members(run_dirs: Sequence[Path]) -> list[Path]:
+def _check_members(run_dirs: Sequence[Path], fewest: int = 2) -> list[Path]:
+    """The member folders as paths; ValueError for fewer than ``fewest`` or a repeated one."""
     run_dirs = [Path(d) for d in run_dirs]
-    if len(run_dirs) < 2:
-        raise ValueError("an ensemble needs at least two runs")
+    if len(run_dirs) < fewest:
+        raise ValueError(
+            "an ensemble needs at least two runs"
+            if fewest == 2
+            else "give at least one run to choose thresholds for"
+        )
     seen: dict[Path, Path] = {}
     for d in run_dirs:
         if d.resolve() in seen:
@@ -294,8 +353,8 @@ def _section(members: Sequence[dict], selection: dict | None) -> str:
     else:
         chosen = [f["chosen"] for f in selection["folds"].values()]
         intro = (
-            f"Nested selection: {SELECT_RECIPE}. The outer test subject was scored once, by "
-            f"the chosen subset; every fold's choice and inner UF1s: `{SELECTION}`."
+            f"Nested selection: {selection['recipe']}. The outer test subject was scored once, "
+            f"by the chosen subset; every fold's choice and inner UF1s: `{SELECTION}`."
         )
         head = "chosen in folds"
         share = [f"{sum(i in c for c in chosen)} of {len(chosen)}" for i in range(len(members))]
@@ -328,13 +387,17 @@ def write_ensemble(
     out_dir: Path,
     weights: Sequence[float] | None = None,
     select: Selection = "fixed",
+    class_bias: bool = False,
 ) -> dict:
     """Combine finished runs and write an ensemble run folder: predictions.csv and the
     report files every run writes, plus ``members.json`` (and ``selection.json`` for
-    ``select="inner"``, :func:`select_inner`; else :func:`combine_runs`). Returns the
-    metrics dict. ``out_dir`` may not be a member or a training run's folder."""
+    ``select="inner"``, :func:`select_inner`, which with ``class_bias`` also chooses the
+    decision thresholds and then takes a single run too; else :func:`combine_runs`).
+    Returns the metrics dict. ``out_dir`` may not be a member or a training run's folder."""
     start = time.perf_counter()
-    run_dirs = _check_members(run_dirs)
+    if class_bias and select != "inner":
+        raise ValueError("class_bias is chosen on inner splits: use it with select=inner")
+    run_dirs = _check_members(run_dirs, fewest=1 if class_bias else 2)
     out_dir = Path(out_dir)
     if out_dir.resolve() in {d.resolve() for d in run_dirs}:
         raise FileExistsError(
@@ -350,9 +413,9 @@ def write_ensemble(
         if weights is not None:
             raise ValueError("weights are chosen by the selection; give none with select=inner")
         inner = [read_predictions(d, INNER_PREDICTIONS) for d in run_dirs]
-        predictions, selection = select_inner(tables, inner, run_dirs)
+        predictions, selection = select_inner(tables, inner, run_dirs, class_bias)
         w: list[float | None] = [None] * len(run_dirs)
-        recipe, kind = SELECT_RECIPE, "Nested-selected ensemble"
+        recipe, kind = selection["recipe"], "Nested-selected ensemble"
     else:
         fixed = normalised_weights(weights, len(run_dirs))
         predictions = _combine(tables, run_dirs, fixed)
