@@ -15,6 +15,7 @@ from microexpr.config import AugmentConfig, DataConfig, ExperimentConfig, TrainC
 from microexpr.export import export_onnx, input_batch, random_inputs
 from microexpr.inference import mirror, predict_proba
 from microexpr.models.flow_nets import ststnet
+from microexpr.preprocess.pipelines import region_mosaic
 from microexpr.recipe import resolve
 from microexpr.train.augment import augment_batch
 from microexpr.train.stacked import predict_stacked, train_stacked
@@ -33,6 +34,24 @@ def test_the_mirror_is_the_training_flip_and_undoes_itself():
     always = AugmentConfig(hflip=1.0, flip_reflect=REFLECT_U)
     assert torch.equal(augment_batch(images, always), mirrored)
     assert torch.equal(mirror(images, None), images.flip(-1))
+
+
+def test_mirroring_htnets_region_mosaic_is_the_mosaic_of_the_mirrored_face():
+    """The 2 x 2 mosaic keeps the regions in image order (left eye, right eye; left, right
+    mouth corner), so flipping it whole swaps the two sides as a mirrored face would: each
+    tile becomes the flipped crop of the other side's region."""
+    rng = np.random.default_rng(0)
+    side = 28
+    flow = rng.integers(0, 256, (side, side, 3), np.uint8)
+    centres = np.array([[9, 9], [19, 10], [10, 20], [17, 21]], np.float32)  # not symmetric
+    mirrored_face = flow[:, ::-1].copy()
+    mirrored_face[..., 2] = 255 - mirrored_face[..., 2]  # u turns over
+    # A mirrored face's image-left region is the original image-right one, at side - x.
+    mirrored_centres = centres[[1, 0, 3, 2]] * (-1, 1) + (side, 0)
+    expected = region_mosaic(mirrored_face, mirrored_centres)
+    mosaic = torch.from_numpy(region_mosaic(flow, centres)).permute(2, 0, 1)[None].float()
+    got = mirror(mosaic, REFLECT_U)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
 
 
 def test_predictions_average_the_image_and_its_mirror():
