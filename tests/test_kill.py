@@ -304,6 +304,7 @@ PARENT = """\
 import multiprocessing, os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 
+from microexpr.processes import exit_with_parent
 from microexpr.train.stacked import one_thread_while_parent_lives
 
 
@@ -315,15 +316,49 @@ def work(path):
 
 
 if __name__ == "__main__":
-    watched = sys.argv[2] == "watched"
+    setups = {"stacked": one_thread_while_parent_lives, "plain": exit_with_parent}
+    setup = setups.get(sys.argv[2])
     with ProcessPoolExecutor(
         1,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=one_thread_while_parent_lives if watched else None,
-        initargs=(os.getpid(), 0.1) if watched else (),
+        initializer=setup,
+        initargs=(os.getpid(), 0.1) if setup else (),
     ) as pool:
         pool.submit(work, sys.argv[1])
         time.sleep(120)
+"""
+
+# `prepare`'s own pool, its per-sample work made slow (a worker runs this file's top level
+# too, so the patched function exists there).
+PREPARING_PARENT = """\
+import os, sys, time
+
+from microexpr.preprocess import cache
+
+
+def slow(sample, feature_cache):
+    path = sys.argv[1]
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(120)  # a long preprocessing step
+    return sample.id, None
+
+
+cache.process_one = slow
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    from microexpr.config import PreprocessConfig
+    from microexpr.datasets import load
+    from microexpr.synth import write_synthetic
+
+    root = Path(sys.argv[1]).parent
+    write_synthetic("casme2", root / "data", 2, 1, size=96, seed=1, n_frames=24)
+    samples = load("casme2", root / "data")
+    config = PreprocessConfig(pipeline="flow_image")
+    cache.prepare(samples, config, root / "cache", workers=2, progress=False)
 """
 
 
@@ -336,13 +371,21 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-@pytest.mark.parametrize("watched", [True, False])
-def test_stacked_pool_workers_exit_when_their_parent_is_killed(tmp_path, watched):
-    """The stacked engine's workers watch their parent: SIGKILL the parent and its worker
-    is gone within seconds; without the watch (the control) it computes on."""
+@pytest.mark.parametrize(
+    ("script_text", "mode", "watched"),
+    [
+        (PARENT, "stacked", True),
+        (PARENT, "plain", True),
+        (PARENT, "none", False),
+        (PREPARING_PARENT, "prepare", True),
+    ],
+    ids=["stacked-engine", "exit-with-parent", "control", "prepare"],
+)
+def test_pool_workers_exit_when_their_parent_is_killed(tmp_path, script_text, mode, watched):
+    """The stacked engine's and ``prepare``'s workers watch their parent: SIGKILL the parent
+    and its worker is gone within seconds; without the watch (the control) it computes on."""
     script, pid_file = tmp_path / "parent.py", tmp_path / "worker.pid"
-    script.write_text(PARENT)
-    mode = "watched" if watched else "plain"
+    script.write_text(script_text)
     parent = subprocess.Popen([sys.executable, str(script), str(pid_file), mode])
     try:
         deadline = time.monotonic() + 120

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from microexpr import atomicio
 from microexpr.config import PreprocessConfig
 from microexpr.preprocess.pipelines import resolve_preprocess, run_pipeline
+from microexpr.processes import exit_with_parent
 from microexpr.samples import Sample
 
 log = logging.getLogger("microexpr.preprocess")
@@ -223,7 +224,12 @@ def prepare(
             # Fresh interpreters, not forks: a fork of a process whose torch or OpenCV thread
             # pools are running (as in `train`) can deadlock in the child.
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+            with ProcessPoolExecutor(
+                min(workers, len(todo)),
+                mp_context=context,
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
+            ) as pool:
                 futures = [pool.submit(process_one, s, cache) for s in todo]
                 _collect((f.result() for f in as_completed(futures)), cache, failures, report, bar)
     finally:

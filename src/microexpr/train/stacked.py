@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -33,6 +31,7 @@ from microexpr.inference import mirror, torch_device
 from microexpr.models import load_weights
 from microexpr.models.flow_nets import CONV_SIDE, POOL_SIDE, StackedSTSTNet, conv_patches, ststnet
 from microexpr.models.weights import read_state_dict
+from microexpr.processes import exit_with_parent
 from microexpr.protocols import Fold
 
 # Floats of hidden maps per pass on a CPU (samples x 900 x 16 per fold): one sample of 34
@@ -381,17 +380,10 @@ def train_folds_stacked(
 
 
 def one_thread_while_parent_lives(parent: int, poll_seconds: float = 1.0) -> None:
-    """Pool worker set-up: one torch thread, and exit as soon as ``parent`` is gone. A
-    parent killed by a signal leaves spawned workers computing their whole part (seen: the
-    two workers of a killed 68-fold run trained on for 90 minutes, holding both cores)."""
+    """Pool worker set-up: one torch thread, and exit as soon as ``parent`` is gone
+    (:func:`~microexpr.processes.exit_with_parent`)."""
     torch.set_num_threads(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_seconds)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+    exit_with_parent(parent, poll_seconds)
 
 
 def _in_processes(
