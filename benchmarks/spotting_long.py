@@ -24,8 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from microexpr.analyze import AnalyzeSettings
-from microexpr.analyze.learned import features_of_track, load_spotter_config, spotting_loso
+from microexpr.analyze.learned import load_spotter_config
 from microexpr.analyze.spotting import spot
+from microexpr.analyze.spotting_loso import features_of_track, spotting_loso
 from microexpr.analyze.track import track_face
 from microexpr.analyze.video import open_video
 from microexpr.evaluate.spotting import spotting_scores

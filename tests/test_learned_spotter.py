@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from microexpr.analyze import Analyzer, learned
+from microexpr.analyze import Analyzer, learned, spotting_loso
 from microexpr.analyze.learned import (
     FrameFeatures,
     SpotterConfig,
@@ -21,9 +21,8 @@ from microexpr.analyze.learned import (
     load_spotter_config,
     predict_table,
     pseudo_labels,
-    spotting_loso,
-    video_features,
 )
+from microexpr.analyze.spotting_loso import read_synthetic, video_features
 from microexpr.cli import app
 from microexpr.config import ConfigError
 from microexpr.evaluate.spotting import spotting_scores
@@ -59,9 +58,8 @@ def fake_videos(subjects: int = 4, per_subject: int = 2, seed: int = 0) -> list[
 
 def test_no_test_subject_reaches_fitting_or_level_selection(monkeypatch):
     calls: list[tuple[str, set[str]]] = []
-    original = {
-        name: getattr(learned, name) for name in ("fit_spotter", "fit_heads", "select_levels")
-    }
+    original = {name: getattr(learned, name) for name in ("fit_heads", "select_levels")}
+    original["fit_spotter"] = spotting_loso.fit_spotter
 
     def fit_spotter_spy(videos, config):
         calls.append(("fold", {v.subject for v in videos}))
@@ -75,11 +73,11 @@ def test_no_test_subject_reaches_fitting_or_level_selection(monkeypatch):
         calls.append(("select", {v.subject for _, held in inner for v in held}))
         return original["select_levels"](inner, config)
 
-    monkeypatch.setattr(learned, "fit_spotter", fit_spotter_spy)
+    monkeypatch.setattr(spotting_loso, "fit_spotter", fit_spotter_spy)
     monkeypatch.setattr(learned, "fit_heads", fit_heads_spy)
     monkeypatch.setattr(learned, "select_levels", select_spy)
     videos = fake_videos()
-    result = spotting_loso(videos, SpotterConfig.model_validate(FAST))
+    result = spotting_loso.spotting_loso(videos, SpotterConfig.model_validate(FAST))
     folds = [i for i, (phase, _) in enumerate(calls) if phase == "fold"]
     assert len(folds) == len(result.folds) == 4
     for n, start in enumerate(folds):
@@ -102,7 +100,7 @@ def test_a_signal_only_the_test_subject_has_is_never_learned():
     for e in planted.events:  # move subject s0's signal into column 20 only
         planted.features.x[:, :10] -= 3 * pseudo_labels(len(planted), [e], e.type)[:, None]
         planted.features.x[:, 20] += 8 * pseudo_labels(len(planted), [e], e.type)
-    result = spotting_loso(videos, SpotterConfig.model_validate(FAST))
+    result = spotting_loso.spotting_loso(videos, SpotterConfig.model_validate(FAST))
     s0 = result.predictions[result.predictions.subject == "s0"]
     truth = result.truth[result.truth.subject == "s0"]
     assert spotting_scores(s0, truth).table.loc["overall", "tp"] == 0
@@ -221,7 +219,7 @@ def test_spot_beats_chance_and_analyze_uses_the_saved_spotter(tiny_set, tmp_path
 
     # the saved spotter, used by Analyzer, gives the intervals the protocol code gives
     spotter = load_spotter(out / "spotter.json")
-    record = learned.read_synthetic(tiny_set)[0]
+    record = read_synthetic(tiny_set)[0]
     config = load_spotter_config("configs/spotter_softnet.yaml")
     features = video_features(record, config.analyze, out / "features")  # cached
     expected = predict_table(spotter, [features], config.analyze)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from microexpr.analyze.learned import LAYOUTS, load_spotter_config, run_spotting
+from microexpr.analyze.learned import load_spotter_config
+from microexpr.analyze.spotting_loso import LAYOUTS, run_spotting
 from microexpr.evaluate.spotting import format_scores
 
 
