@@ -30,9 +30,10 @@ the smoothed predicted score gives intervals where it rises above a threshold. H
 
 :func:`microexpr.analyze.spotting_loso.spotting_loso` runs the protocol: leave one subject
 out (``microexpr.protocols``), the spotter fitted and its levels chosen on the other subjects,
-the held-out subject's intervals predicted; with a model bundle each fold's spotter also runs through :class:`Analyzer` on the
-held-out videos, so the whole spot-then-recognise chain is scored (STRS). The spotter saved
-as ``spotter.json`` is what ``--set analyze.method=learned --set analyze.spotter=FILE`` loads.
+the held-out subject's intervals predicted; with a model bundle each fold's spotter also
+runs through :class:`Analyzer` on the held-out videos, so the whole spot-then-recognise chain
+is scored (STRS). The spotter saved as ``spotter.json`` is what ``--set
+analyze.method=learned --set analyze.spotter=FILE`` loads.
 """
 
 from __future__ import annotations
