@@ -35,7 +35,7 @@ from scipy.special import softmax
 
 from microexpr import atomicio
 from microexpr.errors import DataError
-from microexpr.evaluate.metrics import scores
+from microexpr.evaluate.metrics import scores, uf1
 from microexpr.evaluate.report import (
     INNER_PREDICTIONS,
     PREDICTIONS,
@@ -219,10 +219,15 @@ def _check_inner(outer: pd.DataFrame, inner: pd.DataFrame, path: Path) -> np.nda
     return parent
 
 
+def _log(probs: np.ndarray) -> np.ndarray:
+    """Log-probabilities, a zero probability clipped so that an offset can still move it."""
+    return np.log(np.clip(probs, 1e-12, None))
+
+
 def shifted(probs: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Probabilities with ``bias`` added to each class's log-probability, renormalised: the
     decision thresholds moved, written as probabilities so every report reads them alike."""
-    return softmax(np.log(np.clip(probs, 1e-12, None)) + bias, axis=1)
+    return softmax(_log(probs) + bias, axis=1)
 
 
 def choose_bias(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, float]:
@@ -230,18 +235,18 @@ def choose_bias(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, floa
     with the best pooled UF1 of ``probs`` on ``y_true``, by coordinate ascent from zero, and
     that UF1. Why: a recipe's prior towards the frequent classes (or a class-balanced loss's
     away from them) is a threshold choice, which only inner rows may make."""
-    log_p = np.log(np.clip(probs, 1e-12, None))
+    log_p = _log(probs)
     bias = np.zeros(probs.shape[1])
-    best = scores(y_true, log_p.argmax(1))["uf1"]
+    best = uf1(y_true, log_p.argmax(1))
     for _ in range(BIAS_ROUNDS):
         moved = False
         for k in range(1, probs.shape[1]):
             for value in BIAS_GRID:
                 trial = bias.copy()
                 trial[k] = value
-                uf1 = scores(y_true, (log_p + trial).argmax(1))["uf1"]
-                if uf1 > best:
-                    best, bias, moved = uf1, trial, True
+                score = uf1(y_true, (log_p + trial).argmax(1))
+                if score > best:
+                    best, bias, moved = score, trial, True
         if not moved:
             break
     return bias, best
@@ -269,17 +274,14 @@ def select_inner(
     outer_fold = outer[0]["fold"].to_numpy()
     for fold in pd.unique(outer_fold):
         rows = parent == fold
-        uf1 = [
-            scores(inner_true[rows], inner_probs[list(s)][:, rows].mean(0).argmax(1))["uf1"]
-            for s in subsets
-        ]
-        best = max(range(len(subsets)), key=lambda i: (uf1[i], -i))
+        means = [inner_probs[list(s)][:, rows].mean(0) for s in subsets]
+        inner_uf1 = [uf1(inner_true[rows], mean.argmax(1)) for mean in means]
+        best = max(range(len(subsets)), key=lambda i: (inner_uf1[i], -i))
         test = outer_fold == fold
         probs[test] = outer_probs[list(subsets[best])][:, test].mean(0)
-        folds[str(fold)] = {"chosen": list(subsets[best]), "inner_uf1": uf1}
+        folds[str(fold)] = {"chosen": list(subsets[best]), "inner_uf1": inner_uf1}
         if class_bias:
-            chosen = inner_probs[list(subsets[best])][:, rows].mean(0)
-            bias, biased_uf1 = choose_bias(inner_true[rows], chosen)
+            bias, biased_uf1 = choose_bias(inner_true[rows], means[best])
             probs[test] = shifted(probs[test], bias)
             folds[str(fold)].update(bias=bias.tolist(), inner_uf1_biased=biased_uf1)
     record = {
